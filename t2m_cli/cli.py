@@ -1,0 +1,289 @@
+"""The `t2m` command line: parse, load the config, call one core function, render.
+
+No machine learning here, and no torch import at module level: `t2m --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from t2m_cli import console
+from t2m_cli.errors import T2MError, UserInputError
+
+app = typer.Typer(
+    name="t2m",
+    help=(
+        "Text2Model (T2M-HN): train a hypernetwork that turns class descriptions into "
+        "classifiers, then induce classifiers for classes it never saw.\n\n"
+        "Typical session: t2m download shapes; t2m encode; t2m train; t2m evaluate; "
+        "t2m induce my_classes.txt"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="Cache root for datasets and text embeddings (default: $T2M_HOME, else the "
+        "platform's cache folder).",
+        show_default=False,
+    ),
+]
+Quiet = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print results and errors only, no progress.")
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+ConfigArgs = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="An optional YAML config file, then overrides as section.key=value "
+        "(e.g. train.epochs=20 model.hidden=64).",
+        show_default=False,
+    ),
+]
+RunsDir = Annotated[
+    Path, typer.Option("--runs-dir", help="Folder holding run folders (used to find the latest).")
+]
+
+
+@contextmanager
+def _errors(quiet: bool = False) -> Iterator[None]:
+    """Map t2m's expected errors to a message and an exit code (2 user, 1 run time)."""
+    console.set_quiet(quiet)
+    try:
+        yield
+    except T2MError as exc:
+        console.error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        console.error("Interrupted.")
+        raise typer.Exit(130) from None
+
+
+def _split_config_args(args: list[str] | None) -> tuple[Path | None, list[str]]:
+    """Split positional arguments into an optional config path and the overrides."""
+    args = list(args or [])
+    path: Path | None = None
+    if args and "=" not in args[0]:
+        path = Path(args.pop(0))
+    stray = [a for a in args if "=" not in a]
+    if stray:
+        raise UserInputError(
+            f"Unexpected argument(s) {stray}: after the config file, give overrides as "
+            "section.key=value."
+        )
+    return path, args
+
+
+def _load(args: list[str] | None, extra: list[str] | None = None):
+    from t2m_cli.config import load_config
+
+    path, overrides = _split_config_args(args)
+    return load_config(path, [*overrides, *(extra or [])])
+
+
+@app.command()
+def download(
+    name: Annotated[str, typer.Argument(help="Dataset name (shapes).")] = "shapes",
+    seed: Annotated[int, typer.Option(help="Seed of a generated dataset.")] = 0,
+    cache_dir: CacheDir = None,
+    quiet: Quiet = False,
+) -> None:
+    """Fetch a dataset into the cache; [bold]shapes[/] is generated on this machine."""
+    with _errors(quiet):
+        from t2m_cli.data.registry import download as fetch
+        from t2m_cli.data.registry import get_spec
+
+        spec = get_spec(name)
+        with console.progress_task(f"download {spec.name}") as progress:
+            root = fetch(spec.name, cache_dir=cache_dir, seed=seed, progress=progress)
+        console.out.print(f"{spec.name}: {root}")
+
+
+@app.command()
+def encode(
+    args: ConfigArgs = None,
+    force: Annotated[bool, typer.Option(help="Rebuild features that already exist.")] = False,
+    device: Annotated[str, typer.Option(help="Device for feature extraction.")] = "auto",
+    cache_dir: CacheDir = None,
+    quiet: Quiet = False,
+) -> None:
+    """Build a dataset's features (PointNet on seen classes for meshes) and embed its texts."""
+    with _errors(quiet):
+        config = _load(args)
+        from t2m_cli.encoders.dataset import encode_dataset
+        from t2m_cli.training.loop import resolve_device
+
+        with console.progress_task("encode point clouds") as progress:
+            report = encode_dataset(
+                config,
+                cache_dir=cache_dir,
+                force=force,
+                device=str(resolve_device(device)),
+                progress=progress,
+            )
+        built = "built" if report.features_built else "already there"
+        console.out.print(f"features: {report.feature_file} ({built})")
+        console.out.print(f"texts: {report.texts} embedded, {report.text_dim}-d")
+
+
+@app.command()
+def train(
+    args: ConfigArgs = None,
+    hn_type: Annotated[str | None, typer.Option("--hn-type", help="Hypernetwork type: EV.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Outer epochs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Training seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    name: Annotated[str | None, typer.Option(help="Run folder name.")] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option("--runs-dir", help="Folder for run folders.")
+    ] = None,
+    cache_dir: CacheDir = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train a hypernetwork on the seen classes; the best epoch is picked on validation classes."""
+    with _errors(quiet):
+        flags = {
+            "model.hn_type": hn_type,
+            "train.epochs": epochs,
+            "train.seed": seed,
+            "train.device": device,
+            "run.name": name,
+            "run.dir": runs_dir,
+        }
+        config = _load(args, [f"{k}={v}" for k, v in flags.items() if v is not None])
+        from t2m_cli.training.run import train_run
+
+        with console.progress_task("train", total=config.train.epochs) as progress:
+
+            def on_epoch(result) -> None:
+                progress(result.epoch, config.train.epochs)
+                best = " *" if result.is_best else ""
+                console.log(
+                    f"epoch {result.epoch:3d}  inner loss {result.inner_loss:.3f}  "
+                    f"val {100 * result.val.mean:5.1f} +- {100 * result.val.sem:.1f}%  "
+                    f"{result.seconds:.1f}s{best}"
+                )
+
+            folder = train_run(config, cache_dir=cache_dir, on_epoch=on_epoch)
+        console.out.print(f"run: {folder}")
+
+
+def _render_eval(report) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{report.run}: pair accuracy (%), mean +- SEM over ordered pairs")
+    table.add_column("split")
+    table.add_column("pairs", justify="right")
+    table.add_column("accuracy", justify="right")
+    for part in ("seen", "unseen", "val"):
+        s = report.pairs[part]
+        table.add_row(part, str(s.n), f"{100 * s.mean:.1f} +- {100 * s.sem:.1f}")
+    table.add_row("H (seen, unseen)", "", f"{100 * report.h:.1f}")
+    console.out.print(table)
+
+
+@app.command()
+def evaluate(
+    run: Annotated[
+        Path | None, typer.Argument(help="Run folder (default: the latest under runs/).")
+    ] = None,
+    checkpoint: Annotated[
+        str, typer.Option(help="best (picked on validation classes) or last.")
+    ] = "best",
+    seed: Annotated[int | None, typer.Option(help="Seed of the description draws.")] = None,
+    runs_dir: RunsDir = Path("runs"),
+    json_out: JsonOut = False,
+    cache_dir: CacheDir = None,
+    quiet: Quiet = False,
+) -> None:
+    """Evaluate a run with the paper's pair protocol: Seen, Unseen and H."""
+    with _errors(quiet):
+        if checkpoint not in ("best", "last"):
+            raise UserInputError(f"--checkpoint must be 'best' or 'last', not '{checkpoint}'.")
+        from t2m_cli.evaluation.protocol import evaluate_run
+        from t2m_cli.training.run import latest_run
+
+        folder = run if run is not None else latest_run(runs_dir)
+        report = evaluate_run(folder, cache_dir=cache_dir, checkpoint=checkpoint, seed=seed)
+        if json_out:
+            console.out.print_json(json.dumps(report.to_json()))
+        else:
+            _render_eval(report)
+
+
+@app.command()
+def induce(
+    descriptions: Annotated[
+        str,
+        typer.Argument(
+            help="Descriptions file, one class per line as 'name: description' or a bare "
+            "name; '-' reads stdin."
+        ),
+    ],
+    run: Annotated[
+        Path | None, typer.Option(help="Run folder (default: the latest under runs/).")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Classifier file (default: <input>.t2m.safetensors)."),
+    ] = None,
+    runs_dir: RunsDir = Path("runs"),
+    json_out: JsonOut = False,
+    cache_dir: CacheDir = None,
+    quiet: Quiet = False,
+) -> None:
+    """Induce a classifier for described classes and write it to a safetensors file."""
+    with _errors(quiet):
+        from t2m_cli.induction import parse_descriptions
+
+        if descriptions == "-":
+            text, source = sys.stdin.read(), "stdin"
+            default_out = Path("classifier.t2m.safetensors")
+        else:
+            path = Path(descriptions)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise UserInputError(f"Descriptions file {path} does not exist.") from None
+            except (UnicodeDecodeError, IsADirectoryError) as exc:
+                raise UserInputError(f"{path} is not a UTF-8 text file ({exc}).") from None
+            source = str(path)
+            default_out = path.with_suffix(".t2m.safetensors")
+        classes = parse_descriptions(text, source)
+        from t2m_cli.induction import induce_from_run
+        from t2m_cli.training.run import latest_run
+
+        folder = run if run is not None else latest_run(runs_dir)
+        classifier = induce_from_run(folder, classes, cache_dir=cache_dir)
+        target = output or default_out
+        classifier.save(target)
+        summary = {
+            "output": str(target),
+            "classes": classifier.class_names,
+            "feature_dim": classifier.feature_dim,
+            **classifier.info,
+        }
+        if json_out:
+            console.out.print_json(json.dumps(summary))
+        else:
+            console.out.print(
+                f"classifier: {target} ({len(classes)} classes over "
+                f"{classifier.feature_dim}-d features, from run {folder.name})"
+            )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

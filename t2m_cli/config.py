@@ -1,0 +1,138 @@
+"""Run configuration: YAML validated by pydantic before any work starts.
+
+A config file has the sections below; every key has a default, so an empty file (or none) runs
+the embedded ``shapes`` dataset with the paper's settings. Unknown keys are rejected and errors
+name the dotted key (``train.lr``). Overrides are ``section.key=value`` tokens applied after the
+file is read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from t2m_cli.errors import ConfigError
+from t2m_cli.yamlio import apply_overrides, format_validation_error, load_yaml
+
+HN_TYPES = ("EV",)
+DATASETS = ("shapes",)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatasetConfig(_Section):
+    """Which dataset, where it lives, and which feature file to read."""
+
+    name: Literal["shapes"] = "shapes"
+    root: Path | None = Field(
+        default=None, description="Dataset folder; default <cache>/datasets/<name>."
+    )
+    features: str = Field(default="pointnet", description="Feature file stem under features/.")
+    seed: int = Field(default=0, description="Seed of a generated dataset (shapes).")
+
+
+class TextConfig(_Section):
+    """How classes become text embeddings."""
+
+    model: str = Field(default="all-MiniLM-L6-v2", description="sentence-transformers model.")
+    source: Literal["names", "descriptions"] = "descriptions"
+    batch_size: int = Field(default=64, gt=0)
+
+
+class PointNetConfig(_Section):
+    """The point-cloud feature extractor, trained on the seen classes only."""
+
+    n_points: int = Field(default=1024, gt=0)
+    epochs: int = Field(default=20, gt=0)
+    max_seconds: float | None = Field(default=90.0, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    lr: float = Field(default=1e-3, gt=0)
+    seed: int = 0
+
+
+class ModelConfig(_Section):
+    """The hypernetwork."""
+
+    hn_type: Literal["EV"] = "EV"
+    hidden: int = Field(default=120, gt=0)
+
+
+class TrainConfig(_Section):
+    """The training rule (paper defaults)."""
+
+    epochs: int = Field(default=100, gt=0, description="Outer epochs.")
+    tasks_per_epoch: int = Field(default=100, gt=0)
+    classes_per_task: int = Field(default=2, ge=2)
+    inner_epochs: int = Field(default=3, gt=0)
+    inner_batch_size: int = Field(default=64, gt=0)
+    inner_lr: float = Field(default=0.01, gt=0)
+    inner_momentum: float = Field(default=0.9, ge=0, lt=1)
+    inner_weight_decay: float = Field(default=0.01, ge=0)
+    lr: float = Field(default=0.005, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    seed: int = 0
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError("must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+class EvalConfig(_Section):
+    """Evaluation settings."""
+
+    seed: int = Field(default=0, description="Seed of the description draws.")
+    chunk: int = Field(default=256, gt=0, description="Pairs induced and scored at once.")
+
+
+class RunConfig(_Section):
+    """Where runs are written."""
+
+    dir: Path = Path("runs")
+    name: str | None = Field(default=None, description="Run folder name; default a timestamp.")
+
+
+class Config(_Section):
+    """A whole t2m run configuration."""
+
+    dataset: DatasetConfig = DatasetConfig()
+    text: TextConfig = TextConfig()
+    pointnet: PointNetConfig = PointNetConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    run: RunConfig = RunConfig()
+
+
+def validate_config(data: dict[str, Any], source: str) -> Config:
+    """Validate a config mapping; a `ConfigError` names every bad dotted key."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, model=Config)) from None
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or the defaults), apply ``section.key=value`` overrides, validate.
+
+    Args:
+        path: YAML file; ``None`` starts from the defaults.
+        overrides: tokens such as ``train.lr=0.01``.
+    """
+    data = load_yaml(path) if path is not None else {}
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return validate_config(data, str(path) if path is not None else "the command line")
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """A plain, YAML-safe dict of a config (paths as strings)."""
+    return config.model_dump(mode="json")

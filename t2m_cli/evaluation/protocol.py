@@ -1,0 +1,112 @@
+"""`t2m evaluate`: the paper's pair protocol on a trained run.
+
+Seen: every ordered pair of seen classes, scored on their held-out rows. Unseen: every ordered
+pair of unseen classes, on all their rows. H = 2SU / (S + U). Each figure is mean +- SEM over
+pairs of true per-pair accuracies. Validation pairs are reported too, for reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from t2m_cli.evaluation.metrics import Summary, harmonic_mean
+from t2m_cli.paths import CHECKPOINT_BEST, CHECKPOINT_LAST, text_cache_dir
+
+# Which rows of each part's classes are scored.
+PAIR_PARTS = {"seen": "test", "val": "all", "unseen": "all"}
+
+
+@dataclass
+class EvalReport:
+    """Results of evaluating one run.
+
+    Attributes:
+        run: the run folder's name.
+        info: dataset, text model, hypernetwork type, seed, checkpoint epoch.
+        pairs: split part -> mean +- SEM of pair accuracy.
+        h: harmonic mean of the seen and unseen means.
+    """
+
+    run: str
+    info: dict[str, Any]
+    pairs: dict[str, Summary] = field(default_factory=dict)
+    h: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            **self.info,
+            "protocols": {
+                "pairs": {
+                    **{part: s.to_json() for part, s in self.pairs.items()},
+                    "H": self.h,
+                }
+            },
+        }
+
+
+def evaluate_run(
+    run_dir: Path,
+    cache_dir: Path | None = None,
+    checkpoint: str = "best",
+    seed: int | None = None,
+) -> EvalReport:
+    """Evaluate a run's hypernetwork with the pair protocol.
+
+    Args:
+        run_dir: a folder written by `t2m train`.
+        cache_dir: cache root override (dataset and text embeddings).
+        checkpoint: 'best' (selected on validation classes) or 'last'.
+        seed: seed of the description draws; default the run config's ``eval.seed``.
+    """
+    import torch
+
+    from t2m_cli.data.registry import open_dataset
+    from t2m_cli.data.texts import TextBank
+    from t2m_cli.encoders.text import make_text_encoder
+    from t2m_cli.evaluation.metrics import summarize
+    from t2m_cli.evaluation.pairs import pair_accuracies
+    from t2m_cli.training.checkpoint import load_checkpoint
+    from t2m_cli.training.loop import resolve_device
+    from t2m_cli.training.run import load_run
+
+    config, _ = load_run(run_dir)
+    device = resolve_device(config.train.device)
+    name = CHECKPOINT_BEST if checkpoint == "best" else CHECKPOINT_LAST
+    hypernet, meta = load_checkpoint(run_dir / name, device)
+    dataset = open_dataset(
+        config.dataset.name, config.dataset.root, config.dataset.features, cache_dir
+    )
+    encoder = make_text_encoder(config.text.model, cache_dir=text_cache_dir(cache_dir))
+    bank = TextBank.build(dataset.classes, dataset.descriptions, config.text.source, encoder)
+    bank = bank.to(device)
+    draw_seed = config.eval.seed if seed is None else seed
+    report = EvalReport(
+        run=run_dir.name,
+        info={
+            "dataset": dataset.name,
+            "encoder": config.text.model,
+            "text_source": config.text.source,
+            "hn_type": meta["hn_type"],
+            "seed": config.train.seed,
+            "eval_seed": draw_seed,
+            "checkpoint": checkpoint,
+            "epoch": meta.get("epoch"),
+        },
+    )
+    for part, rows in PAIR_PARTS.items():
+        generator = torch.Generator().manual_seed(draw_seed)
+        _, acc = pair_accuracies(
+            hypernet,
+            bank,
+            dataset,
+            dataset.split.part(part),
+            rows,
+            generator,
+            chunk=config.eval.chunk,
+        )
+        report.pairs[part] = summarize(acc)
+    report.h = harmonic_mean(report.pairs["seen"].mean, report.pairs["unseen"].mean)
+    return report

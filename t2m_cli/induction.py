@@ -1,0 +1,217 @@
+"""Model induction: descriptions of new classes -> a classifier over features, no training.
+
+`induce` is a pure function of a trained hypernetwork, a text encoder and the descriptions.
+The result, an `InducedClassifier`, saves to one safetensors file that holds its weights and,
+as metadata, the class names, the feature width and which hypernetwork and text model made it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from t2m_cli.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
+
+    from t2m_cli.encoders.text import TextEncoder
+    from t2m_cli.models.hypernet import EVHypernet
+
+CLASSIFIER_FORMAT = "t2m-classifier/1"
+
+
+def parse_descriptions(text: str, source: str = "descriptions") -> list[tuple[str, str]]:
+    """Parse a descriptions file: one class per line, ``name: description`` or a bare name.
+
+    Blank lines and lines starting with ``#`` are skipped. A bare name is its own description.
+
+    Returns:
+        (name, description) per class, in file order.
+
+    Raises:
+        DataError: no class, a single class, a duplicate or empty name, or an empty description;
+            the message names the line.
+    """
+    classes: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, description = line.partition(":")
+        name, description = name.strip(), description.strip()
+        if not name:
+            raise DataError(f"{source}, line {number}: the class name before ':' is empty.")
+        if sep and not description:
+            raise DataError(
+                f"{source}, line {number}: class '{name}' has an empty description after ':'. "
+                "Write a description, or give the bare name."
+            )
+        key = name.casefold()
+        if key in seen:
+            raise DataError(
+                f"{source}, line {number}: class '{name}' is already defined on line "
+                f"{seen[key]}. Each class must appear once."
+            )
+        seen[key] = number
+        classes.append((name, description or name))
+    if len(classes) < 2:
+        found = "no class" if not classes else f"only one class ('{classes[0][0]}')"
+        raise DataError(
+            f"{source} has {found}; a classifier needs at least two. Write one class per line "
+            "as 'name: description' or a bare name."
+        )
+    return classes
+
+
+@dataclass
+class InducedClassifier:
+    """A k-way linear classifier induced from descriptions.
+
+    Attributes:
+        class_names: k class names, in logit order.
+        descriptions: the k texts the weights were induced from.
+        weight: (k, D) weights.
+        bias: (k,) biases.
+        info: which hypernetwork, text model, run and dataset made it.
+    """
+
+    class_names: list[str]
+    descriptions: list[str]
+    weight: torch.Tensor
+    bias: torch.Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.weight.shape[1])
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Class scores of features.
+
+        Args:
+            features: (n, D) features from the same extractor the hypernetwork was trained on.
+
+        Returns:
+            (n, k) logits.
+        """
+        if features.ndim != 2 or features.shape[1] != self.feature_dim:
+            raise DataError(
+                f"Features of shape {tuple(features.shape)} do not fit this classifier, "
+                f"which expects (n, {self.feature_dim})."
+            )
+        w = self.weight.to(features.device, features.dtype)
+        return features @ w.T + self.bias.to(features.device, features.dtype)
+
+    def predict(self, features: torch.Tensor) -> list[str]:
+        """The predicted class name of each row of ``features`` (n, D)."""
+        return [self.class_names[i] for i in self.logits(features).argmax(1).tolist()]
+
+    def save(self, path: Path) -> None:
+        """Write the classifier atomically as one safetensors file."""
+        from safetensors.torch import save_file
+
+        header = {
+            "format": CLASSIFIER_FORMAT,
+            "class_names": self.class_names,
+            "descriptions": self.descriptions,
+            "feature_dim": self.feature_dim,
+            **self.info,
+        }
+        tensors = {
+            "weight": self.weight.detach().cpu().float().contiguous(),
+            "bias": self.bias.detach().cpu().float().contiguous(),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata={"t2m": json.dumps(header)})
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> InducedClassifier:
+        """Read a classifier written by `save`."""
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                header = json.loads((f.metadata() or {})["t2m"])
+                weight, bias = f.get_tensor("weight"), f.get_tensor("bias")
+        except FileNotFoundError:
+            raise DataError(f"Classifier file {path} does not exist.") from None
+        except Exception as exc:  # safetensors raises several types for a damaged file
+            raise DataError(f"{path} is not a readable t2m classifier ({exc}).") from exc
+        if header.pop("format", None) != CLASSIFIER_FORMAT:
+            raise DataError(f"{path} is not a t2m classifier file.")
+        names, texts = header.pop("class_names"), header.pop("descriptions")
+        header.pop("feature_dim", None)
+        return cls(names, texts, weight, bias, header)
+
+
+def induce(
+    hypernet: EVHypernet,
+    encoder: TextEncoder,
+    classes: list[tuple[str, str]],
+    info: dict[str, Any] | None = None,
+) -> InducedClassifier:
+    """Induce a classifier for described classes.
+
+    Args:
+        hypernet: a trained hypernetwork.
+        encoder: the text encoder it was trained with.
+        classes: (name, description) per class; k >= 2.
+        info: provenance to store with the classifier.
+
+    Returns:
+        the classifier, its rows in the order of ``classes``.
+    """
+    import torch
+
+    if len(classes) < 2:
+        raise DataError("A classifier needs at least two classes.")
+    device = next(hypernet.parameters()).device
+    text = encoder.encode([d for _, d in classes]).to(device)
+    with torch.no_grad():
+        params = hypernet.eval()(text.unsqueeze(0))
+    return InducedClassifier(
+        class_names=[n for n, _ in classes],
+        descriptions=[d for _, d in classes],
+        weight=params["weight"][0].cpu(),
+        bias=params["bias"][0].cpu(),
+        info={"hn_type": hypernet.hn_type, **(info or {})},
+    )
+
+
+def induce_from_run(
+    run_dir: Path,
+    classes: list[tuple[str, str]],
+    cache_dir: Path | None = None,
+    checkpoint: str = "best",
+) -> InducedClassifier:
+    """Induce a classifier with the hypernetwork of a training run (its best checkpoint)."""
+    from t2m_cli.encoders.text import make_text_encoder
+    from t2m_cli.paths import CHECKPOINT_BEST, CHECKPOINT_LAST, text_cache_dir
+    from t2m_cli.training.checkpoint import load_checkpoint
+    from t2m_cli.training.run import load_run
+
+    load_run(run_dir)  # a clear error when the folder is not a run
+    name = CHECKPOINT_BEST if checkpoint == "best" else CHECKPOINT_LAST
+    hypernet, meta = load_checkpoint(run_dir / name)
+    encoder = make_text_encoder(meta["text_model"], cache_dir=text_cache_dir(cache_dir))
+    info = {
+        "text_model": meta["text_model"],
+        "run": run_dir.name,
+        "dataset": meta.get("dataset"),
+        "features": meta.get("features"),
+        "epoch": meta.get("epoch"),
+    }
+    return induce(hypernet, encoder, classes, info)

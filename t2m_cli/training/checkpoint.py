@@ -1,0 +1,72 @@
+"""Checkpoints: hypernetwork weights in safetensors, what is needed to rebuild it as metadata.
+
+No pickle anywhere: the metadata (hypernetwork type and constructor arguments, text model,
+dataset, epoch, validation accuracy) is a JSON string inside the safetensors header.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from t2m_cli.errors import DataError
+from t2m_cli.models.hypernet import EVHypernet, build_hypernet
+
+FORMAT = "t2m-hypernet/1"
+
+
+def save_checkpoint(path: Path, hypernet: EVHypernet, meta: dict[str, Any]) -> None:
+    """Write a hypernetwork checkpoint atomically.
+
+    Args:
+        path: target ``.safetensors`` file.
+        hypernet: the model; its state dict is written.
+        meta: JSON-serialisable facts (text model, dataset, epoch, ...); the type and
+            constructor arguments are added here.
+    """
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to("cpu").contiguous() for k, v in hypernet.state_dict().items()}
+    header = {
+        "format": FORMAT,
+        "hn_type": hypernet.hn_type,
+        "build_args": hypernet.build_args(),
+        **meta,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"t2m": json.dumps(header)})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[EVHypernet, dict]:
+    """Rebuild a hypernetwork from a checkpoint written by `save_checkpoint`.
+
+    Returns:
+        the model in eval mode on ``device``, and the checkpoint's metadata.
+    """
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise DataError(f"Checkpoint {path} does not exist; train a run first (`t2m train`).")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = json.loads((f.metadata() or {})["t2m"])
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as exc:  # safetensors raises several types for a damaged file
+        raise DataError(f"Checkpoint {path} cannot be read ({exc}).") from exc
+    if meta.get("format") != FORMAT:
+        raise DataError(f"{path} is not a t2m hypernetwork checkpoint.")
+    hypernet = build_hypernet(meta["hn_type"], **meta["build_args"])
+    hypernet.load_state_dict(state)
+    return hypernet.to(device).eval(), meta
