@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -41,12 +42,14 @@ def is_quiet() -> bool:
 def log(message: str) -> None:
     """A log line on stderr, unless ``--quiet``."""
     if not _quiet:
-        err.print(message, highlight=False)
+        err.print(escape(message), highlight=False, soft_wrap=True)
 
 
 def error(message: str) -> None:
     """An error paragraph on stderr; shown even with ``--quiet``."""
-    err.print(f"[bold red]Error:[/] {message}", highlight=False)
+    # soft_wrap: a message that a script greps must not gain line breaks at the terminal width.
+    # escape: messages quote user input and lists, whose brackets are not rich markup.
+    err.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 @contextmanager
