@@ -32,7 +32,6 @@ class DatasetConfig(_Section):
         default=None, description="Dataset folder; default <cache>/datasets/<name>."
     )
     features: str = Field(default="pointnet", description="Feature file stem under features/.")
-    seed: int = Field(default=0, description="Seed of a generated dataset (shapes).")
 
 
 class TextConfig(_Section):

@@ -11,10 +11,10 @@ import itertools
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from t2m_cli.data.dataset import ZeroShotDataset
 from t2m_cli.data.texts import TextBank
-from t2m_cli.models.hypernet import TARGETS, EVHypernet
 
 
 def ordered_pairs(n: int) -> torch.Tensor:
@@ -24,7 +24,7 @@ def ordered_pairs(n: int) -> torch.Tensor:
 
 @torch.no_grad()
 def pair_accuracies(
-    hypernet: EVHypernet,
+    hypernet: nn.Module,
     bank: TextBank,
     dataset: ZeroShotDataset,
     classes: Sequence[str],
@@ -35,7 +35,8 @@ def pair_accuracies(
     """Accuracy of the induced binary classifier of every ordered pair of ``classes``.
 
     Args:
-        hypernet: the trained hypernetwork (its device is used).
+        hypernet: a trained hypernetwork, or anything that maps (T, k, d_text) texts to
+            target weights and has a ``target(params, x)`` (a baseline); its device is used.
         bank: text embeddings indexed by dataset label (``bank.classes == dataset.classes``).
         dataset: features and labels.
         classes: the class names to pair.
@@ -47,7 +48,6 @@ def pair_accuracies(
         pairs (P, 2) dataset labels and acc (P,) float accuracies, P = len(classes) * (len - 1).
     """
     device = next(hypernet.parameters()).device
-    target = TARGETS[hypernet.hn_type]
     labels = torch.tensor([dataset.index(c) for c in classes], dtype=torch.long)
     rows = [dataset.class_rows(c, part) for c in classes]
     features = dataset.features.to(device)
@@ -70,7 +70,7 @@ def pair_accuracies(
             y[t, : len(rows[a])] = 0
             y[t, len(rows[a]) : len(both)] = 1
         x = features[idx.to(device)]
-        pred = target(params, x).argmax(-1).cpu()
+        pred = hypernet.target(params, x).argmax(-1).cpu()
         correct = ((pred == y) & (y >= 0)).sum(1)
         accs.append(correct.double() / sizes.double())
     hypernet.train(was_training)

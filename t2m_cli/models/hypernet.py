@@ -62,6 +62,11 @@ class EVHypernet(nn.Module):
 
     hn_type = "EV"
 
+    @staticmethod
+    def target(params: TargetParams, x: torch.Tensor) -> torch.Tensor:
+        """The target this hypernetwork feeds: one linear layer (see `linear_target`)."""
+        return linear_target(params, x)
+
     def __init__(self, text_dim: int, feature_dim: int, hidden: int = 120) -> None:
         super().__init__()
         self.text_dim = text_dim
@@ -108,9 +113,6 @@ def linear_target(params: TargetParams, x: torch.Tensor) -> torch.Tensor:
 
 HYPERNETWORKS: dict[str, type[EVHypernet]] = {"EV": EVHypernet}
 """Hypernetwork types by the name the CLI and configs use."""
-
-TARGETS = {"EV": linear_target}
-"""The target forward pass each hypernetwork type feeds."""
 
 
 def build_hypernet(hn_type: str, **kwargs: Any) -> EVHypernet:

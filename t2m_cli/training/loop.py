@@ -17,7 +17,7 @@ from t2m_cli.data.texts import TextBank
 from t2m_cli.errors import UserInputError
 from t2m_cli.evaluation.metrics import Summary, summarize
 from t2m_cli.evaluation.pairs import ordered_pairs, pair_accuracies
-from t2m_cli.models.hypernet import TARGETS, EVHypernet
+from t2m_cli.models.hypernet import EVHypernet
 from t2m_cli.training.inner import (
     InnerSettings,
     hypernet_surrogate,
@@ -138,7 +138,6 @@ class Trainer:
         self.inner = inner
         self.outer = outer
         self.device = device
-        self.target = TARGETS[hypernet.hn_type]
         self.features = dataset.features.to(device)
         self.seen = torch.tensor([dataset.index(c) for c in dataset.split.seen])
         # Seen classes train on their training rows only; their held-out rows are for evaluation.
@@ -181,7 +180,7 @@ class Trainer:
         text = self.bank.draw(self.seen[task].unsqueeze(0), self.generator)
         theta0 = self.hypernet(text)
         order = minibatch_order(1, y.shape[1], self.inner.epochs, self.generator)
-        theta_t, first_loss = inner_train(self.target, theta0, x, y, self.inner, order)
+        theta_t, first_loss = inner_train(self.hypernet.target, theta0, x, y, self.inner, order)
         self.optimizer.zero_grad(set_to_none=True)
         hypernet_surrogate(theta0, theta_t).backward()
         self.optimizer.step()
