@@ -45,7 +45,10 @@ class TextConfig(_Section):
 class PointNetConfig(_Section):
     """The point-cloud feature extractor, trained on the seen classes only."""
 
-    n_points: int = Field(default=1024, gt=0)
+    n_points: int = Field(default=1024, gt=0, description="Points sampled per mesh.")
+    train_points: int = Field(
+        default=256, gt=0, description="Points per cloud while training PointNet (speed)."
+    )
     epochs: int = Field(default=20, gt=0)
     max_seconds: float | None = Field(default=90.0, gt=0)
     batch_size: int = Field(default=32, gt=0)

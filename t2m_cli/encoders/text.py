@@ -81,7 +81,10 @@ class SentenceEncoder:
     def _load_model(self):
         if self._model is None:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
+            # Its weight-loading bar would interleave with t2m's own progress on stderr.
+            hf_logging.disable_progress_bar()
             path = resolve_model_path(self.model_id)
             try:
                 self._model = SentenceTransformer(path, device=self.device)

@@ -20,7 +20,7 @@ from t2m_cli.evaluation.metrics import summarize
 from t2m_cli.evaluation.pairs import pair_accuracies
 from t2m_cli.models.hypernet import TargetParams, linear_target
 
-RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0)
+RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 
 
 class RidgePrototypes(nn.Module):

@@ -1,0 +1,138 @@
+"""Datasets of ``.off`` meshes in ModelNet40's layout: ModelNet40 itself and the `shapes` set.
+
+The layout is ``<root>/<class>/{train,test}/<class>_NNNN.off``. Loading samples a fixed number of
+points uniformly on each mesh's surface, centres them and scales them into the unit sphere, as
+the paper's ModelNet40 preprocessing does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from t2m_cli.data.dataset import FEATURES_DIR, Split
+from t2m_cli.data.meshes import normalize_points, read_off, sample_points
+from t2m_cli.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
+
+MODELNET40_CLASSES: tuple[str, ...] = (
+    "airplane", "bathtub", "bed", "bench", "bookshelf", "bottle", "bowl", "car", "chair", "cone",
+    "cup", "curtain", "desk", "door", "dresser", "flower_pot", "glass_box", "guitar", "keyboard",
+    "lamp", "laptop", "mantel", "monitor", "night_stand", "person", "piano", "plant", "radio",
+    "range_hood", "sink", "sofa", "stairs", "stool", "table", "tent", "toilet", "tv_stand",
+    "vase", "wardrobe", "xbox",
+)  # fmt: skip
+
+_MODELNET40_VAL = ("table", "xbox", "bookshelf", "cup", "glass_box", "monitor", "range_hood")
+_MODELNET40_UNSEEN = ("tent", "bottle", "curtain", "guitar", "night_stand", "sink", "toilet")
+
+#: The paper's ModelNet40 split: 26 seen, 7 validation and 7 unseen classes.
+MODELNET40_SPLIT = Split(
+    seen=tuple(
+        c for c in MODELNET40_CLASSES if c not in _MODELNET40_VAL and c not in _MODELNET40_UNSEEN
+    ),
+    val=_MODELNET40_VAL,
+    unseen=_MODELNET40_UNSEEN,
+)
+
+_PARTS = ("train", "test")
+
+
+def scan_modelnet(root: Path) -> list[tuple[str, str, Path]]:
+    """List every mesh of a ModelNet40-style folder.
+
+    Class folders are the sub-folders of ``root`` holding a ``train`` or ``test`` folder;
+    hidden folders and ``features/`` (where encoders write) are skipped.
+
+    Args:
+        root: dataset folder.
+
+    Returns:
+        ``(class, 'train' | 'test', path)`` for every ``.off`` file, sorted by class, then
+        train before test, then file name.
+
+    Raises:
+        DataError: ``root`` is missing, holds no class folders, a class folder has neither
+            ``train`` nor ``test``, or there is no ``.off`` file at all.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"Dataset folder {root} does not exist.")
+    meshes: list[tuple[str, str, Path]] = []
+    class_dirs = sorted(
+        d
+        for d in root.iterdir()
+        if d.is_dir() and not d.name.startswith((".", "_")) and d.name != FEATURES_DIR
+    )
+    if not class_dirs:
+        raise DataError(
+            f"{root} holds no class folders; expected ModelNet40's layout "
+            "<root>/<class>/{train,test}/*.off."
+        )
+    for class_dir in class_dirs:
+        parts = [p for p in _PARTS if (class_dir / p).is_dir()]
+        if not parts:
+            raise DataError(
+                f"Class folder {class_dir} has no 'train' or 'test' folder; expected "
+                "<root>/<class>/{train,test}/*.off."
+            )
+        for part in parts:
+            folder = class_dir / part
+            files = sorted(f for f in folder.iterdir() if f.suffix.lower() == ".off")
+            meshes.extend((class_dir.name, part, f) for f in files)
+    if not meshes:
+        raise DataError(f"{root} has class folders but no .off meshes in them.")
+    return meshes
+
+
+def load_point_clouds(
+    root: Path,
+    n_points: int,
+    seed: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """Read every mesh of a ModelNet40-style folder and sample a normalised point cloud from it.
+
+    Each mesh gets its own random stream derived from ``seed`` and its position in the sorted
+    listing, so the clouds do not depend on the order they are read in.
+
+    Args:
+        root: dataset folder (see `scan_modelnet`).
+        n_points: points sampled per mesh.
+        seed: the same seed and files give the same clouds.
+        progress: called as ``progress(meshes_done, meshes_total)``.
+
+    Returns:
+        points (N, n_points, 3) float32 in the unit sphere, labels (N,) int64 indexing
+        ``classes``, is_test (N,) bool (True for the ``test`` folder), and ``classes``: the
+        sorted class names.
+
+    Raises:
+        DataError: a bad layout, or a mesh that cannot be read or has no surface; the message
+            names the file.
+    """
+    import torch
+
+    if n_points < 1:
+        raise DataError(f"n_points must be at least 1, got {n_points}.")
+    meshes = scan_modelnet(root)
+    classes = sorted({name for name, _, _ in meshes})
+    class_index = {name: i for i, name in enumerate(classes)}
+    points = np.empty((len(meshes), n_points, 3), dtype=np.float32)
+    for i, (_, _, path) in enumerate(meshes):
+        vertices, faces = read_off(path)
+        try:
+            cloud = sample_points(vertices, faces, n_points, np.random.default_rng([seed, i]))
+            points[i] = normalize_points(cloud)
+        except DataError as exc:
+            raise DataError(f"Mesh {path}: {exc}") from None
+        if progress is not None:
+            progress(i + 1, len(meshes))
+    labels = torch.tensor([class_index[name] for name, _, _ in meshes], dtype=torch.int64)
+    is_test = torch.tensor([part == "test" for _, part, _ in meshes], dtype=torch.bool)
+    return torch.from_numpy(points), labels, is_test, classes

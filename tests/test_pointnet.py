@@ -1,0 +1,180 @@
+"""PointNet: the network's laws, training on given rows only, and the feature file it writes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from t2m_cli.data.dataset import FEATURES_DIR, load_features
+from t2m_cli.data.shapes import SHAPES_SPLIT, generate_shapes
+from t2m_cli.encoders import pointnet
+from t2m_cli.encoders.pointnet import (
+    FEATURE_DIM,
+    MODEL_FILE,
+    PointNet,
+    encode_point_features,
+    extract_features,
+    train_pointnet,
+)
+from t2m_cli.errors import DataError
+
+
+def toy_clouds(n_per_class: int = 8, n_points: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two easy classes: points on a sphere and points on a flat disc, labelled 3 and 7."""
+    g = torch.Generator().manual_seed(0)
+    ball = torch.randn(n_per_class, n_points, 3, generator=g)
+    ball = ball / ball.norm(dim=2, keepdim=True)
+    disc = torch.rand(n_per_class, n_points, 3, generator=g) * 2 - 1
+    disc[..., 2] *= 0.05
+    points = torch.cat([ball, disc])
+    labels = torch.tensor([3] * n_per_class + [7] * n_per_class)
+    return points, labels
+
+
+def test_shapes_of_features_and_logits() -> None:
+    model = PointNet(5).eval()
+    points = torch.randn(4, 100, 3)
+    assert model.features(points).shape == (4, FEATURE_DIM)
+    assert model(points).shape == (4, 5)
+
+
+def test_features_do_not_depend_on_point_order() -> None:
+    torch.manual_seed(0)
+    model = PointNet(3).eval()
+    points = torch.randn(6, 200, 3)
+    shuffled = points[:, torch.randperm(200)]
+    with torch.no_grad():
+        torch.testing.assert_close(model.features(points), model.features(shuffled))
+
+
+def test_extract_features_is_deterministic_and_leaves_no_graph() -> None:
+    model = PointNet(2)
+    model.train()
+    points = torch.randn(10, 50, 3)
+    a = extract_features(model, points, batch_size=3)
+    b = extract_features(model, points, batch_size=7)
+    assert a.shape == (10, FEATURE_DIM) and a.dtype == torch.float32
+    assert not a.requires_grad and not model.training
+    torch.testing.assert_close(a, b)
+    assert extract_features(model, torch.empty(0, 50, 3)).shape == (0, FEATURE_DIM)
+
+
+def test_training_returns_a_pointnet_in_eval_mode() -> None:
+    points, labels = toy_clouds(4, 16)
+    model = train_pointnet(points, labels, epochs=1, max_seconds=None, batch_size=4)
+    assert isinstance(model, PointNet) and not model.training
+
+
+def test_training_learns_the_given_classes_only() -> None:
+    points, labels = toy_clouds()
+    model = train_pointnet(points, labels, epochs=15, max_seconds=None, batch_size=8, seed=0)
+    assert model.n_classes == 2  # labels 3 and 7 are renumbered 0 and 1
+    with torch.no_grad():
+        predicted = model(points).argmax(dim=1)
+    accuracy = (predicted == (labels == 7).long()).float().mean().item()
+    assert accuracy >= 0.9
+    assert model.steps_trained == 15 * 2 and model.epochs_trained == 15
+
+
+def test_training_is_reproducible_without_a_time_budget() -> None:
+    points, labels = toy_clouds(4, 32)
+    kwargs = {"epochs": 2, "max_seconds": None, "batch_size": 4, "seed": 3, "train_points": 16}
+    a = train_pointnet(points, labels, **kwargs).state_dict()
+    b = train_pointnet(points, labels, **kwargs).state_dict()
+    c = train_pointnet(points, labels, **{**kwargs, "seed": 4}).state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+    assert not torch.equal(a["point_mlp.0.weight"], c["point_mlp.0.weight"])
+
+
+def test_training_stops_at_the_time_budget() -> None:
+    points, labels = toy_clouds(16, 128)
+    seen: list[tuple[int, int]] = []
+    start = time.perf_counter()
+    model = train_pointnet(
+        points,
+        labels,
+        epochs=100_000,
+        max_seconds=0.5,
+        batch_size=8,
+        progress=lambda d, t: seen.append((d, t)),
+    )
+    assert time.perf_counter() - start < 5
+    assert 0 < model.epochs_trained < 100_000
+    assert model.seconds_trained >= 0.5
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and all(t == 100_000 * 4 for _, t in seen)
+
+
+def test_training_needs_two_classes() -> None:
+    points, _ = toy_clouds(4, 16)
+    with pytest.raises(DataError, match="two classes"):
+        train_pointnet(points, torch.zeros(8, dtype=torch.long), epochs=1, max_seconds=None)
+    with pytest.raises(DataError, match=r"\(N, P, 3\)"):
+        train_pointnet(points[..., :2], torch.arange(8), epochs=1, max_seconds=None)
+
+
+@pytest.fixture(scope="module")
+def tiny_shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_shapes(tmp_path_factory.mktemp("data") / "shapes", seed=0, n_train=2, n_test=1)
+
+
+def test_encode_trains_on_seen_training_rows_only(
+    tiny_shapes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given: dict[str, torch.Tensor] = {}
+    real_train = pointnet.train_pointnet
+
+    def spy(points: torch.Tensor, labels: torch.Tensor, **kwargs: object) -> torch.nn.Module:
+        given["labels"] = labels.clone()
+        given["points"] = points.clone()
+        return real_train(points, labels, **kwargs)
+
+    monkeypatch.setattr(pointnet, "train_pointnet", spy)
+    progress: list[int] = []
+    path = encode_point_features(
+        tiny_shapes,
+        SHAPES_SPLIT,
+        n_points=64,
+        train_points=32,
+        epochs=1,
+        max_seconds=None,
+        seed=0,
+        progress=lambda d, t: progress.append(d),
+    )
+    assert path == tiny_shapes / FEATURES_DIR / "pointnet.safetensors"
+    features, labels, is_test, classes, meta = load_features(path)
+
+    # The rows it learnt from: two training meshes of each seen class, nothing else.
+    seen_ids = {classes.index(c) for c in SHAPES_SPLIT.seen}
+    assert set(given["labels"].tolist()) == seen_ids
+    assert len(given["labels"]) == 2 * len(SHAPES_SPLIT.seen)
+    train_rows = torch.isin(labels, torch.tensor(sorted(seen_ids))) & ~is_test
+    assert torch.equal(given["labels"], labels[train_rows])
+
+    assert meta["extractor"] == "pointnet"
+    assert meta["trained_on"] == sorted(SHAPES_SPLIT.seen)
+    assert not set(meta["trained_on"]) & (set(SHAPES_SPLIT.val) | set(SHAPES_SPLIT.unseen))
+    assert (meta["n_points"], meta["epochs"], meta["seed"]) == (64, 1, 0)
+    assert features.shape == (40 * 3, FEATURE_DIM) and torch.isfinite(features).all()
+    assert int(is_test.sum()) == 40
+    assert progress[-1] == 100 and progress == sorted(progress)
+
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_shapes / FEATURES_DIR / MODEL_FILE), framework="pt") as f:
+        head = f.get_tensor("head.4.weight")
+        assert json.loads(f.metadata()["meta"])["trained_on"] == meta["trained_on"]
+    assert head.shape[0] == len(SHAPES_SPLIT.seen)
+
+
+def test_encode_rejects_a_split_that_does_not_fit(tiny_shapes: Path) -> None:
+    from t2m_cli.data.dataset import Split
+
+    split = Split(seen=("pole", "coin"), val=("ball",), unseen=("nonexistent",))
+    with pytest.raises(DataError, match="nonexistent"):
+        encode_point_features(tiny_shapes, split, n_points=16, epochs=1, max_seconds=None)
