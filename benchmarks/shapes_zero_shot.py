@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from t2m_cli.config import load_config
+from t2m_cli.data.normalize import FeatureNorm
 from t2m_cli.data.registry import download, open_dataset
 from t2m_cli.data.texts import TextBank
 from t2m_cli.encoders.dataset import encode_dataset
@@ -53,6 +54,8 @@ def run_seed(seed: int, config_path: Path, work: Path, cache: Path) -> dict[str,
     results = {"T2M-HN (EV)": {p: report.pairs[p].mean for p in ("seen", "unseen", "val")}}
 
     dataset = open_dataset("shapes", root, config.dataset.features, cache)
+    if config.dataset.standardize:
+        dataset = FeatureNorm.fit(dataset).apply(dataset)
     encoder = make_text_encoder(config.text.model, cache_dir=text_cache_dir(cache))
     bank = TextBank.build(dataset.classes, dataset.descriptions, config.text.source, encoder)
     ridge, alpha = fit_ridge_baseline(dataset, bank, seed=seed)

@@ -32,6 +32,10 @@ class DatasetConfig(_Section):
         default=None, description="Dataset folder; default <cache>/datasets/<name>."
     )
     features: str = Field(default="pointnet", description="Feature file stem under features/.")
+    standardize: bool = Field(
+        default=True,
+        description="Standardise features with the seen classes' training-row statistics.",
+    )
 
 
 class TextConfig(_Section):

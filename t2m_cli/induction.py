@@ -205,7 +205,7 @@ def induce_from_run(
 
     load_run(run_dir)  # a clear error when the folder is not a run
     name = CHECKPOINT_BEST if checkpoint == "best" else CHECKPOINT_LAST
-    hypernet, meta = load_checkpoint(run_dir / name)
+    hypernet, meta, norm = load_checkpoint(run_dir / name)
     encoder = make_text_encoder(meta["text_model"], cache_dir=text_cache_dir(cache_dir))
     info = {
         "text_model": meta["text_model"],
@@ -214,4 +214,9 @@ def induce_from_run(
         "features": meta.get("features"),
         "epoch": meta.get("epoch"),
     }
-    return induce(hypernet, encoder, classes, info)
+    classifier = induce(hypernet, encoder, classes, info)
+    if norm is not None:
+        # The hypernetwork was trained behind a standardisation: fold it into the weights so
+        # the saved classifier reads the extractor's raw features.
+        classifier.weight, classifier.bias = norm.fold(classifier.weight, classifier.bias)
+    return classifier

@@ -75,10 +75,13 @@ def evaluate_run(
     config, _ = load_run(run_dir)
     device = resolve_device(config.train.device)
     name = CHECKPOINT_BEST if checkpoint == "best" else CHECKPOINT_LAST
-    hypernet, meta = load_checkpoint(run_dir / name, device)
+    hypernet, meta, norm = load_checkpoint(run_dir / name, device)
     dataset = open_dataset(
         config.dataset.name, config.dataset.root, config.dataset.features, cache_dir
     )
+    if norm is not None:
+        # The statistics saved at training time (seen classes' training rows), never refitted.
+        dataset = norm.apply(dataset)
     encoder = make_text_encoder(config.text.model, cache_dir=text_cache_dir(cache_dir))
     bank = TextBank.build(dataset.classes, dataset.descriptions, config.text.source, encoder)
     bank = bank.to(device)

@@ -14,13 +14,17 @@ from typing import Any
 
 import torch
 
+from t2m_cli.data.normalize import FeatureNorm
 from t2m_cli.errors import DataError
 from t2m_cli.models.hypernet import EVHypernet, build_hypernet
 
 FORMAT = "t2m-hypernet/1"
+_NORM = "input_norm."
 
 
-def save_checkpoint(path: Path, hypernet: EVHypernet, meta: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: Path, hypernet: EVHypernet, meta: dict[str, Any], norm: FeatureNorm | None = None
+) -> None:
     """Write a hypernetwork checkpoint atomically.
 
     Args:
@@ -28,10 +32,13 @@ def save_checkpoint(path: Path, hypernet: EVHypernet, meta: dict[str, Any]) -> N
         hypernet: the model; its state dict is written.
         meta: JSON-serialisable facts (text model, dataset, epoch, ...); the type and
             constructor arguments are added here.
+        norm: the feature standardisation the model was trained behind, if any.
     """
     from safetensors.torch import save_file
 
     state = {k: v.detach().to("cpu").contiguous() for k, v in hypernet.state_dict().items()}
+    if norm is not None:
+        state.update({_NORM + k: v.contiguous() for k, v in norm.tensors().items()})
     header = {
         "format": FORMAT,
         "hn_type": hypernet.hn_type,
@@ -49,11 +56,14 @@ def save_checkpoint(path: Path, hypernet: EVHypernet, meta: dict[str, Any]) -> N
         raise
 
 
-def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[EVHypernet, dict]:
+def load_checkpoint(
+    path: Path, device: str | torch.device = "cpu"
+) -> tuple[EVHypernet, dict, FeatureNorm | None]:
     """Rebuild a hypernetwork from a checkpoint written by `save_checkpoint`.
 
     Returns:
-        the model in eval mode on ``device``, and the checkpoint's metadata.
+        the model in eval mode on ``device``, the checkpoint's metadata, and the feature
+        standardisation it expects (None when it reads raw features).
     """
     from safetensors import safe_open
 
@@ -67,6 +77,8 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[EVH
         raise DataError(f"Checkpoint {path} cannot be read ({exc}).") from exc
     if meta.get("format") != FORMAT:
         raise DataError(f"{path} is not a t2m hypernetwork checkpoint.")
+    norm_state = {k[len(_NORM) :]: state.pop(k) for k in list(state) if k.startswith(_NORM)}
+    norm = FeatureNorm(norm_state["mean"], norm_state["std"]) if norm_state else None
     hypernet = build_hypernet(meta["hn_type"], **meta["build_args"])
     hypernet.load_state_dict(state)
-    return hypernet.to(device).eval(), meta
+    return hypernet.to(device).eval(), meta, norm

@@ -33,6 +33,7 @@ from t2m_cli.paths import (
 from t2m_cli.yamlio import write_yaml
 
 if TYPE_CHECKING:
+    from t2m_cli.data.normalize import FeatureNorm
     from t2m_cli.training.loop import EpochResult, Trainer
 
 
@@ -87,6 +88,7 @@ def train_run(
     """
     import torch
 
+    from t2m_cli.data.normalize import FeatureNorm
     from t2m_cli.data.registry import open_dataset
     from t2m_cli.data.texts import TextBank
     from t2m_cli.encoders.text import make_text_encoder
@@ -98,6 +100,9 @@ def train_run(
     dataset = open_dataset(
         config.dataset.name, config.dataset.root, config.dataset.features, cache_dir
     )
+    norm = FeatureNorm.fit(dataset) if config.dataset.standardize else None
+    if norm is not None:
+        dataset = norm.apply(dataset)
     encoder = make_text_encoder(
         config.text.model, cache_dir=text_cache_dir(cache_dir), batch_size=config.text.batch_size
     )
@@ -152,7 +157,7 @@ def train_run(
         # 85 tasks/s on two.
         torch.set_num_threads(1)
     try:
-        best = _train_epochs(trainer, folder, meta, on_epoch)
+        best = _train_epochs(trainer, folder, meta, norm, on_epoch)
     finally:
         torch.set_num_threads(threads)
     info.update(
@@ -168,6 +173,7 @@ def _train_epochs(
     trainer: Trainer,
     folder: Path,
     meta: dict[str, Any],
+    norm: FeatureNorm | None,
     on_epoch: Callable[[EpochResult], None] | None,
 ) -> dict[str, Any]:
     """Run the epochs, logging each and keeping the last and the best checkpoint.
@@ -182,9 +188,9 @@ def _train_epochs(
         record = result.to_json()
         append_jsonl(folder / METRICS, record)
         epoch_meta = {**meta, "epoch": result.epoch, "val_acc": result.val.mean}
-        save_checkpoint(folder / CHECKPOINT_LAST, trainer.hypernet, epoch_meta)
+        save_checkpoint(folder / CHECKPOINT_LAST, trainer.hypernet, epoch_meta, norm)
         if result.is_best:
-            save_checkpoint(folder / CHECKPOINT_BEST, trainer.hypernet, epoch_meta)
+            save_checkpoint(folder / CHECKPOINT_BEST, trainer.hypernet, epoch_meta, norm)
             best = {"epoch": result.epoch, "val_acc": result.val.mean, "val_sem": result.val.sem}
         if on_epoch is not None:
             on_epoch(result)
