@@ -8,12 +8,11 @@ as metadata, the class names, the feature width and which hypernetwork and text 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from t2m_cli.atomic import save_safetensors
 from t2m_cli.errors import DataError
 
 if TYPE_CHECKING:
@@ -114,8 +113,6 @@ class InducedClassifier:
 
     def save(self, path: Path) -> None:
         """Write the classifier atomically as one safetensors file."""
-        from safetensors.torch import save_file
-
         header = {
             "format": CLASSIFIER_FORMAT,
             "class_names": self.class_names,
@@ -123,19 +120,8 @@ class InducedClassifier:
             "feature_dim": self.feature_dim,
             **self.info,
         }
-        tensors = {
-            "weight": self.weight.detach().cpu().float().contiguous(),
-            "bias": self.bias.detach().cpu().float().contiguous(),
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"t2m": json.dumps(header)})
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        tensors = {"weight": self.weight.float(), "bias": self.bias.float()}
+        save_safetensors(path, tensors, {"t2m": json.dumps(header)})
 
     @classmethod
     def load(cls, path: Path) -> InducedClassifier:

@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import datetime
 import difflib
-import os
 import re
 import reprlib
 import types
 import typing
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +35,8 @@ import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import CollectionNode, MappingNode, Node, ScalarNode
 
-from t2m_cli.errors import ConfigError, RunFailure
+from t2m_cli.atomic import write_text
+from t2m_cli.errors import ConfigError
 
 MAX_INPUT_BYTES = 1 << 20
 MAX_ALIASES = 100
@@ -423,28 +421,8 @@ def write_yaml(path: Path, data: Mapping[str, Any]) -> None:
     Raises:
         RunFailure: the file could not be written.
     """
-    path = Path(path)
     # Render first, so a value YAML cannot represent fails before anything touches the disk.
-    text = dump_yaml(data)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        # os.open with 0o666 lets the umask decide the mode, as for any file the user creates;
-        # mkstemp would make the config private (0o600).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as file:
-            file.write(text)
-            file.flush()
-            # Without fsync a crash after the rename can leave an empty file under the new name.
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise RunFailure(
-            f"Could not write {path} ({exc.strerror or exc}); check that its folder exists and is "
-            "writable."
-        ) from exc
-    finally:
-        with suppress(OSError):
-            tmp.unlink(missing_ok=True)
+    write_text(Path(path), dump_yaml(data))
 
 
 def _parse(text: str, source: str, flow_only: bool = False) -> Any:

@@ -65,7 +65,13 @@ def test_train_evaluate_induce_end_to_end(tiny_root, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "r1"
     assert "runs" in result.stdout
-    for name in ("config.yaml", "run.json", "metrics.jsonl", "best.safetensors", "last.safetensors"):
+    for name in (
+        "config.yaml",
+        "run.json",
+        "metrics.jsonl",
+        "best.safetensors",
+        "last.safetensors",
+    ):
         assert (run / name).is_file(), name
     info = json.loads((run / "run.json").read_text())
     assert info["seed"] == 0 and "torch" in info["versions"]

@@ -17,7 +17,7 @@ from t2m_cli.data.modelnet import (
     load_point_clouds,
     scan_modelnet,
 )
-from t2m_cli.errors import DataError
+from t2m_cli.errors import DataError, RunFailure
 
 SHARED_MESHES = Path(__file__).resolve().parents[2] / "shared" / "data" / "meshes"
 # Files that mix quads with faces of five or more vertices; trimesh 5.2 cannot read them.
@@ -221,7 +221,7 @@ def test_write_failure_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monkey
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(RunFailure, match="disk full"):
         write_off(tmp_path / "m.off", np.zeros((3, 3)), np.array([[0, 1, 2]]))
     assert list(tmp_path.iterdir()) == []
 

@@ -587,10 +587,11 @@ def test_write_yaml_gives_a_file_the_mode_of_any_new_file(tmp_path):
     assert (tmp_path / "resolved.yaml").stat().st_mode == reference.stat().st_mode
 
 
-def test_write_yaml_into_a_missing_folder_is_a_run_failure(tmp_path):
+def test_write_yaml_where_no_folder_can_be_made_is_a_run_failure(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
     with pytest.raises(RunFailure, match="Could not write"):
-        write_yaml(tmp_path / "missing" / "resolved.yaml", {"a": 1})
-    assert list(tmp_path.iterdir()) == []
+        write_yaml(tmp_path / "file" / "resolved.yaml", {"a": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
 def test_a_failed_write_keeps_the_old_file_and_no_temporary(tmp_path, monkeypatch):

@@ -12,12 +12,12 @@ JSON strings in the safetensors metadata.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from t2m_cli.atomic import save_safetensors
+from t2m_cli.atomic import write_json as write_json
 from t2m_cli.errors import DataError
 
 if TYPE_CHECKING:
@@ -151,23 +151,14 @@ def save_features(
         meta: JSON-serialisable facts about the extractor.
     """
     import torch
-    from safetensors.torch import save_file
 
     tensors = {
-        "features": features.detach().to("cpu", torch.float32).contiguous(),
-        "labels": labels.detach().to("cpu", torch.int64).contiguous(),
-        "is_test": is_test.detach().to("cpu", torch.uint8).contiguous(),
+        "features": features.to(torch.float32),
+        "labels": labels.to(torch.int64),
+        "is_test": is_test.to(torch.uint8),
     }
     metadata = {"classes": json.dumps(classes), "meta": json.dumps(meta)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_safetensors(path, tensors, metadata)
 
 
 def load_features(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str], dict]:
@@ -208,20 +199,6 @@ def read_json(path: Path, what: str) -> Any:
         raise DataError(f"The {what} file {path} is missing.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"The {what} file {path} is not valid JSON: {exc}.") from None
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a temporary file in the same folder, then `os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_dataset(root: Path, name: str, feature_name: str) -> ZeroShotDataset:

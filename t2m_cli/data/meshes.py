@@ -9,13 +9,12 @@ reported as a `DataError` that names the file and the line.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from t2m_cli.atomic import atomic_path
 from t2m_cli.errors import DataError
 
 # OFF's optional prefixes: ST (texture coords), C (colours), N (normals) come after x y z on each
@@ -232,15 +231,10 @@ def write_off(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
         + ("%.6f %.6f %.6f\n" * len(vertices)) % tuple(vertices.ravel())
         + ("3 %d %d %d\n" * len(faces)) % tuple(faces.ravel())
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # No fsync: a dataset is written thousands of meshes at a time into a folder that is renamed
+    # into place only when complete.
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="ascii")
 
 
 def sample_points(

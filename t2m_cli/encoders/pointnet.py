@@ -14,8 +14,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from t2m_cli.atomic import save_safetensors
 from t2m_cli.data.dataset import FEATURES_DIR, Split, save_features
 from t2m_cli.errors import DataError
 
@@ -258,18 +257,7 @@ def extract_features(
 
 def save_pointnet(path: Path, model: PointNet, meta: dict) -> None:
     """Write a PointNet's weights atomically as safetensors, with ``meta`` as JSON metadata."""
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"meta": json.dumps(meta)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_safetensors(path, dict(model.state_dict()), {"meta": json.dumps(meta)})
 
 
 def encode_point_features(

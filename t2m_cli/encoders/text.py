@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from t2m_cli.atomic import save_safetensors
 from t2m_cli.errors import RunFailure, UserInputError
 
 if TYPE_CHECKING:
@@ -115,24 +114,14 @@ class SentenceEncoder:
 
     def _write_cache(self, entries: dict[str, torch.Tensor]) -> None:
         import torch
-        from safetensors.torch import save_file
 
         assert self.cache_file is not None
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
         keys = list(entries)
-        matrix = torch.stack([entries[k] for k in keys]).contiguous()
-        fd, tmp = tempfile.mkstemp(prefix=".emb.", suffix=".part", dir=self.cache_file.parent)
-        os.close(fd)
-        try:
-            save_file(
-                {"embeddings": matrix},
-                tmp,
-                metadata={"keys": json.dumps(keys), "model": self.model_id},
-            )
-            os.replace(tmp, self.cache_file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_safetensors(
+            self.cache_file,
+            {"embeddings": torch.stack([entries[k] for k in keys])},
+            {"keys": json.dumps(keys), "model": self.model_id},
+        )
 
     def encode(self, texts: list[str]) -> torch.Tensor:
         """Embed texts, reading what the cache holds and encoding only the rest.

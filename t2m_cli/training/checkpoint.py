@@ -7,13 +7,12 @@ dataset, epoch, validation accuracy) is a JSON string inside the safetensors hea
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from t2m_cli.atomic import save_safetensors
 from t2m_cli.data.normalize import FeatureNorm
 from t2m_cli.errors import DataError
 from t2m_cli.models.hypernet import EVHypernet, build_hypernet
@@ -34,26 +33,16 @@ def save_checkpoint(
             constructor arguments are added here.
         norm: the feature standardisation the model was trained behind, if any.
     """
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().to("cpu").contiguous() for k, v in hypernet.state_dict().items()}
+    state = dict(hypernet.state_dict())
     if norm is not None:
-        state.update({_NORM + k: v.contiguous() for k, v in norm.tensors().items()})
+        state.update({_NORM + k: v for k, v in norm.tensors().items()})
     header = {
         "format": FORMAT,
         "hn_type": hypernet.hn_type,
         "build_args": hypernet.build_args(),
         **meta,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"t2m": json.dumps(header)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_safetensors(path, state, {"t2m": json.dumps(header)})
 
 
 def load_checkpoint(
