@@ -59,7 +59,7 @@ def run_seed(seed: int, config_path: Path, work: Path, cache: Path) -> dict[str,
     encoder = make_text_encoder(config.text.model, cache_dir=text_cache_dir(cache))
     bank = TextBank.build(dataset.classes, dataset.descriptions, config.text.source, encoder)
     ridge, alpha = fit_ridge_baseline(dataset, bank, seed=seed)
-    results[f"ridge prototypes (alpha {alpha:g})"] = {
+    results["ridge prototypes"] = {
         part: summarize(
             pair_accuracies(
                 ridge,
@@ -74,9 +74,10 @@ def run_seed(seed: int, config_path: Path, work: Path, cache: Path) -> dict[str,
     }
     for name, r in results.items():
         r["H"] = harmonic_mean(r["seen"], r["unseen"])
+        note = f"  alpha {alpha:g}" if name == "ridge prototypes" else ""
         print(
-            f"seed {seed}  {name:32s} seen {100 * r['seen']:5.1f}  unseen {100 * r['unseen']:5.1f}"
-            f"  H {100 * r['H']:5.1f}  (val {100 * r['val']:5.1f})",
+            f"seed {seed}  {name:18s} seen {100 * r['seen']:5.1f}  unseen {100 * r['unseen']:5.1f}"
+            f"  H {100 * r['H']:5.1f}  (val {100 * r['val']:5.1f}){note}",
             flush=True,
         )
     print(f"seed {seed}  data+features {t1 - t0:.0f} s, training {t2 - t1:.0f} s", flush=True)
@@ -99,7 +100,7 @@ def main() -> None:
         for metric in ("seen", "unseen", "H"):
             s = summarize(torch.tensor([r[name][metric] for r in per_seed], dtype=torch.float64))
             cells.append(f"{metric} {100 * s.mean:5.1f} +- {100 * s.sem:4.1f}")
-        print(f"{name.split(' (')[0]:24s} " + "  ".join(cells))
+        print(f"{name:18s} " + "  ".join(cells))
 
 
 if __name__ == "__main__":

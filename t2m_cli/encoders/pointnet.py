@@ -127,21 +127,20 @@ def train_pointnet(
 
     The caller decides which rows it may learn from; for zero-shot features that is the seen
     classes' training rows, never a validation or unseen class. The learning rate follows a
-    cosine from ``lr`` to 0 over whichever bound, epochs or seconds, is nearer to running out.
+    cosine from ``lr`` to 0 over ``epochs``; ``max_seconds`` only stops training early.
 
     Args:
         points: (N, P, 3) float clouds, normalised to the unit sphere.
         labels: (N,) integer labels; any values, renumbered 0..k-1 in increasing order.
         epochs: most passes over the rows.
-        max_seconds: wall-clock budget for training, or None for epochs only. With a budget
-            the number of steps, and so the weights, depend on the machine's speed.
+        max_seconds: wall-clock limit for training, or None for epochs only. Training that
+            reaches it stops early, and then the weights depend on the machine's speed.
         batch_size: clouds per step.
         lr: Adam's initial learning rate.
         seed: seeds torch (weights, dropout) and the shuffling and augmentation.
         device: torch device to train on.
         train_points: points drawn from each cloud per step (fewer is faster), or None for all.
-        progress: called as ``progress(done, total)`` after each step, in steps of the
-            epoch bound (a time budget that runs out first moves it faster).
+        progress: called as ``progress(done, total)`` after each step.
 
     Returns:
         the PointNet in eval mode, its ``epochs_trained``, ``steps_trained`` and
@@ -176,12 +175,11 @@ def train_pointnet(
     step = 0
     order = torch.arange(n_rows)
     while step < total_steps:
+        # The schedule follows steps only, so a slower or busier machine trains the same
+        # weights; the time budget is a hard stop, and only then do results depend on speed.
         fraction = step / total_steps
-        if max_seconds is not None:
-            elapsed = time.perf_counter() - start
-            if elapsed >= max_seconds:
-                break
-            fraction = max(fraction, elapsed / max_seconds)
+        if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+            break
         for group in optimizer.param_groups:
             group["lr"] = 0.5 * lr * (1.0 + math.cos(math.pi * fraction))
         batch = step % per_epoch
@@ -197,7 +195,7 @@ def train_pointnet(
         optimizer.step()
         step += 1
         if progress is not None:
-            progress(max(step, round(fraction * total_steps)), total_steps)
+            progress(step, total_steps)
     model.seconds_trained = time.perf_counter() - start
     model.epochs_trained = step / per_epoch
     model.steps_trained = step
