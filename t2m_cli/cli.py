@@ -216,7 +216,8 @@ def evaluate(
         from t2m_cli.training.run import latest_run
 
         folder = run if run is not None else latest_run(runs_dir)
-        report = evaluate_run(folder, cache_dir=cache_dir, checkpoint=checkpoint, seed=seed)
+        with console.progress_task(f"evaluate {folder.name}"):
+            report = evaluate_run(folder, cache_dir=cache_dir, checkpoint=checkpoint, seed=seed)
         if json_out:
             console.out.print_json(json.dumps(report.to_json()))
         else:
@@ -266,7 +267,8 @@ def induce(
         from t2m_cli.training.run import latest_run
 
         folder = run if run is not None else latest_run(runs_dir)
-        classifier = induce_from_run(folder, classes, cache_dir=cache_dir)
+        with console.progress_task(f"induce {len(classes)} classes"):
+            classifier = induce_from_run(folder, classes, cache_dir=cache_dir)
         target = output or default_out
         classifier.save(target)
         summary = {
