@@ -53,7 +53,7 @@ def encode_dataset(
             f"Dataset '{spec.name}' is not at {root}. Run `t2m download {spec.name}` first."
         )
     split = Split.from_json(read_json(root / SPLIT_FILE, "split"), str(root / SPLIT_FILE))
-    feature_file: Path | None = root / "features" / f"{config.dataset.features}.safetensors"
+    feature_file = root / "features" / f"{config.dataset.features}.safetensors"
     built = False
     if spec.meshes and (force or not feature_file.is_file()):
         from t2m_cli.encoders.pointnet import encode_point_features

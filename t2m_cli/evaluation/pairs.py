@@ -11,10 +11,10 @@ import itertools
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
 from t2m_cli.data.dataset import ZeroShotDataset
 from t2m_cli.data.texts import TextBank
+from t2m_cli.models.hypernet import Inducer
 
 
 def ordered_pairs(n: int) -> torch.Tensor:
@@ -24,7 +24,7 @@ def ordered_pairs(n: int) -> torch.Tensor:
 
 @torch.no_grad()
 def pair_accuracies(
-    hypernet: nn.Module,
+    hypernet: Inducer,
     bank: TextBank,
     dataset: ZeroShotDataset,
     classes: Sequence[str],

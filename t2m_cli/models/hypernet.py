@@ -11,7 +11,8 @@ number of classes, in any order.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -20,6 +21,26 @@ from t2m_cli.errors import UserInputError
 
 TargetParams = dict[str, torch.Tensor]
 """Target weights by name, each with a leading task dimension."""
+
+
+class Inducer(Protocol):
+    """What the evaluation protocols need of a model: text sets in, target weights out.
+
+    The hypernetworks satisfy it, and so do the baselines, so both are scored by the same code.
+    """
+
+    hn_type: str
+    training: bool
+
+    def __call__(self, text: torch.Tensor) -> TargetParams: ...
+
+    def target(self, params: TargetParams, x: torch.Tensor) -> torch.Tensor: ...
+
+    def parameters(self) -> Iterator[nn.Parameter]: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...
 
 
 class Equivariant(nn.Module):

@@ -118,5 +118,5 @@ def hypernet_surrogate(theta0: TargetParams, theta_t: TargetParams) -> torch.Ten
         theta_t: weights after the inner loop, same shapes, detached.
     """
     n_tasks = next(iter(theta0.values())).shape[0]
-    total = sum((theta0[k] * (theta0[k].detach() - theta_t[k])).sum() for k in theta0)
-    return total / n_tasks  # type: ignore[operator]
+    total = torch.stack([(theta0[k] * (theta0[k].detach() - theta_t[k])).sum() for k in theta0])
+    return total.sum() / n_tasks
