@@ -141,7 +141,9 @@ def encode(
 @app.command()
 def train(
     args: ConfigArgs = None,
-    hn_type: Annotated[str | None, typer.Option("--hn-type", help="Hypernetwork type: EV.")] = None,
+    hn_type: Annotated[
+        str | None, typer.Option("--hn-type", help="Hypernetwork type: EV, IVEV, W or WW.")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Outer epochs.")] = None,
     seed: Annotated[int | None, typer.Option(help="Training seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,

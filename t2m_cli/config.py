@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from t2m_cli.errors import ConfigError
 from t2m_cli.yamlio import apply_overrides, format_validation_error, load_yaml
 
-HN_TYPES = ("EV",)
 DATASETS = ("shapes",)
 
 
@@ -63,7 +62,7 @@ class PointNetConfig(_Section):
 class ModelConfig(_Section):
     """The hypernetwork."""
 
-    hn_type: Literal["EV"] = "EV"
+    hn_type: Literal["EV", "IVEV", "W", "WW"] = "EV"
     hidden: int = Field(default=120, gt=0)
 
 

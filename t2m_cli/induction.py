@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import torch
 
     from t2m_cli.encoders.text import TextEncoder
-    from t2m_cli.models.hypernet import EVHypernet
+    from t2m_cli.models.hypernet import Hypernetwork
 
 CLASSIFIER_FORMAT = "t2m-classifier/1"
 
@@ -70,25 +70,42 @@ def parse_descriptions(text: str, source: str = "descriptions") -> list[tuple[st
 
 @dataclass
 class InducedClassifier:
-    """A k-way linear classifier induced from descriptions.
+    """A k-way classifier induced from descriptions: linear, or two layers (IVEV, WW).
 
     Attributes:
         class_names: k class names, in logit order.
         descriptions: the k texts the weights were induced from.
-        weight: (k, D) weights.
-        bias: (k,) biases.
+        params: the target's weights without a task dimension: ``weight`` (k, D_in) and
+            ``bias`` (k,) for the (last) per-class layer, plus ``hidden.weight`` (H, D) and
+            ``hidden.bias`` (H,) for a two-layer target.
+        kind: the target's kind, a key of `t2m_cli.models.hypernet.TARGETS`.
         info: which hypernetwork, text model, run and dataset made it.
     """
 
     class_names: list[str]
     descriptions: list[str]
-    weight: torch.Tensor
-    bias: torch.Tensor
+    params: dict[str, torch.Tensor]
+    kind: str = "linear"
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def weight(self) -> torch.Tensor:
+        """(k, D_in) weights of the per-class layer."""
+        return self.params["weight"]
+
+    @property
+    def bias(self) -> torch.Tensor:
+        """(k,) biases of the per-class layer."""
+        return self.params["bias"]
+
+    @property
+    def first_layer(self) -> str:
+        """Name prefix of the layer that reads the features."""
+        return "hidden." if self.kind == "mlp" else ""
+
+    @property
     def feature_dim(self) -> int:
-        return int(self.weight.shape[1])
+        return int(self.params[self.first_layer + "weight"].shape[1])
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """Class scores of features.
@@ -99,13 +116,17 @@ class InducedClassifier:
         Returns:
             (n, k) logits.
         """
+        from t2m_cli.models.hypernet import TARGETS
+
         if features.ndim != 2 or features.shape[1] != self.feature_dim:
             raise DataError(
                 f"Features of shape {tuple(features.shape)} do not fit this classifier, "
                 f"which expects (n, {self.feature_dim})."
             )
-        w = self.weight.to(features.device, features.dtype)
-        return features @ w.T + self.bias.to(features.device, features.dtype)
+        params = {
+            k: v.to(features.device, features.dtype).unsqueeze(0) for k, v in self.params.items()
+        }
+        return TARGETS[self.kind](params, features.unsqueeze(0))[0]
 
     def predict(self, features: torch.Tensor) -> list[str]:
         """The predicted class name of each row of ``features`` (n, D)."""
@@ -118,9 +139,10 @@ class InducedClassifier:
             "class_names": self.class_names,
             "descriptions": self.descriptions,
             "feature_dim": self.feature_dim,
+            "target": self.kind,
             **self.info,
         }
-        tensors = {"weight": self.weight.float(), "bias": self.bias.float()}
+        tensors = {k: v.float() for k, v in self.params.items()}
         save_safetensors(path, tensors, {"t2m": json.dumps(header)})
 
     @classmethod
@@ -131,7 +153,7 @@ class InducedClassifier:
         try:
             with safe_open(str(path), framework="pt") as f:
                 header = json.loads((f.metadata() or {})["t2m"])
-                weight, bias = f.get_tensor("weight"), f.get_tensor("bias")
+                params = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
         except FileNotFoundError:
             raise DataError(f"Classifier file {path} does not exist.") from None
         except Exception as exc:  # safetensors raises several types for a damaged file
@@ -140,11 +162,12 @@ class InducedClassifier:
             raise DataError(f"{path} is not a t2m classifier file.")
         names, texts = header.pop("class_names"), header.pop("descriptions")
         header.pop("feature_dim", None)
-        return cls(names, texts, weight, bias, header)
+        kind = header.pop("target", "linear")
+        return cls(names, texts, params, kind, header)
 
 
 def induce(
-    hypernet: EVHypernet,
+    hypernet: Hypernetwork,
     encoder: TextEncoder,
     classes: list[tuple[str, str]],
     info: dict[str, Any] | None = None,
@@ -164,6 +187,7 @@ def induce(
 
     if len(classes) < 2:
         raise DataError("A classifier needs at least two classes.")
+    hypernet.check_k(len(classes))
     device = next(hypernet.parameters()).device
     text = encoder.encode([d for _, d in classes]).to(device)
     with torch.no_grad():
@@ -171,8 +195,8 @@ def induce(
     return InducedClassifier(
         class_names=[n for n, _ in classes],
         descriptions=[d for _, d in classes],
-        weight=params["weight"][0].cpu(),
-        bias=params["bias"][0].cpu(),
+        params={k: v[0].cpu() for k, v in params.items()},
+        kind=hypernet.target_kind,
         info={"hn_type": hypernet.hn_type, **(info or {})},
     )
 
@@ -204,5 +228,7 @@ def induce_from_run(
     if norm is not None:
         # The hypernetwork was trained behind a standardisation: fold it into the weights so
         # the saved classifier reads the extractor's raw features.
-        classifier.weight, classifier.bias = norm.fold(classifier.weight, classifier.bias)
+        first = classifier.first_layer
+        p = classifier.params
+        p[first + "weight"], p[first + "bias"] = norm.fold(p[first + "weight"], p[first + "bias"])
     return classifier

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from t2m_cli.cli import app
@@ -209,3 +210,26 @@ def test_error_text_with_brackets_is_printed_verbatim(tmp_path):
     result = runner.invoke(app, ["induce", str(tmp_path / "bad.txt")])
     assert result.exit_code == 2
     assert "'[bold]x[/bold]'" in result.stderr
+
+
+@pytest.mark.parametrize("hn_type", ["IVEV", "W", "WW"])
+def test_train_and_induce_other_hypernetwork_types(tiny_root, tmp_path, hn_type):
+    result = _train(tiny_root, tmp_path, hn_type, "--hn-type", hn_type)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / hn_type
+    result = runner.invoke(app, ["evaluate", str(run), "--json", "--cache-dir", "cache"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["hn_type"] == hn_type
+    three = tmp_path / "three.txt"
+    three.write_text("a: red\nb: blue\nc: round\n")
+    result = runner.invoke(app, ["induce", str(three), "--run", str(run), "--json"])
+    if hn_type in ("W", "WW"):
+        assert result.exit_code == 2
+        assert "exactly 2 classes" in result.stderr
+        assert not (tmp_path / "three.t2m.safetensors").exists()
+    else:
+        assert result.exit_code == 0, result.output
+        from t2m_cli.induction import InducedClassifier
+
+        clf = InducedClassifier.load(tmp_path / "three.t2m.safetensors")
+        assert clf.kind == "mlp" and clf.logits(torch.randn(4, 16)).shape == (4, 3)

@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from t2m_cli.errors import UserInputError
-from t2m_cli.models.hypernet import Equivariant, EVHypernet, build_hypernet, linear_target
+from t2m_cli.models.hypernet import (
+    Equivariant,
+    EVHypernet,
+    Invariant,
+    IVEVHypernet,
+    build_hypernet,
+    linear_target,
+)
 
 
 def test_equivariant_layer_is_the_deepsets_formula():
@@ -56,3 +63,53 @@ def test_permuting_descriptions_permutes_logits(k, seed):
 def test_build_hypernet_rejects_unknown_type():
     with pytest.raises(UserInputError, match="EV"):
         build_hypernet("XYZ", text_dim=2, feature_dim=2)
+
+
+@pytest.mark.parametrize("hn_type", ["EV", "IVEV", "W", "WW"])
+def test_every_type_emits_its_target(hn_type):
+    hn = build_hypernet(hn_type, text_dim=8, feature_dim=6, hidden=10, k=3)
+    params = hn(torch.randn(4, 3, 8))
+    assert params["weight"].shape[:2] == (4, 3) and params["bias"].shape == (4, 3)
+    assert hn.target(params, torch.randn(4, 5, 6)).shape == (4, 5, 3)
+    if hn.target_kind == "mlp":
+        assert params["hidden.weight"].shape == (4, 10, 6)
+        assert params["hidden.bias"].shape == (4, 10)
+
+
+@settings(max_examples=20, deadline=None)
+@given(k=st.integers(2, 6), seed=st.integers(0, 10_000))
+def test_ivev_logits_permute_and_its_hidden_layer_does_not_change(k, seed):
+    torch.manual_seed(seed)
+    hn = IVEVHypernet(text_dim=12, feature_dim=7, hidden=9).double()
+    text = torch.randn(1, k, 12, dtype=torch.float64)
+    x = torch.randn(1, 11, 7, dtype=torch.float64)
+    perm = torch.randperm(k)
+    params, permuted = hn(text), hn(text[:, perm])
+    assert torch.allclose(permuted["hidden.weight"], params["hidden.weight"], atol=1e-10)
+    assert torch.allclose(permuted["hidden.bias"], params["hidden.bias"], atol=1e-10)
+    assert torch.allclose(hn.target(permuted, x), hn.target(params, x)[..., perm], atol=1e-10)
+
+
+def test_invariant_layer_ignores_order():
+    layer = Invariant(4, 6, 3)
+    z = torch.randn(2, 5, 4)
+    assert torch.allclose(layer(z), layer(z[:, torch.randperm(5)]), atol=1e-6)
+
+
+@pytest.mark.parametrize("hn_type", ["W", "WW"])
+def test_concat_hypernets_fix_k_and_say_so(hn_type):
+    hn = build_hypernet(hn_type, text_dim=8, feature_dim=6, hidden=10, k=2)
+    with pytest.raises(UserInputError, match="exactly 2 classes"):
+        hn(torch.randn(1, 3, 8))
+    # Not symmetric: swapping the descriptions does not simply swap the classes.
+    torch.manual_seed(0)
+    text, x = torch.randn(1, 2, 8), torch.randn(1, 5, 6)
+    swapped = hn.target(hn(text.flip(1)), x)
+    assert not torch.allclose(swapped, hn.target(hn(text), x).flip(-1), atol=1e-4)
+
+
+def test_ev_and_ivev_accept_any_k_at_induction():
+    for cls in (EVHypernet, IVEVHypernet):
+        hn = cls(text_dim=8, feature_dim=6, hidden=10)
+        hn.check_k(2)
+        hn.check_k(17)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from t2m_cli.models.hypernet import EVHypernet, linear_target
+from t2m_cli.models.hypernet import EVHypernet, linear_target, mlp_target
 from t2m_cli.training.inner import (
     InnerSettings,
     hypernet_surrogate,
@@ -112,3 +112,32 @@ def test_surrogate_averages_over_tasks():
     theta_t = {"weight": torch.randn(3, 2, 4)}
     (g,) = torch.autograd.grad(hypernet_surrogate(theta0, theta_t), [w])
     assert torch.allclose(g, (w.detach() - theta_t["weight"]) / 3)
+
+
+def test_two_layer_inner_loop_matches_torch_sgd():
+    torch.manual_seed(0)
+    settings = InnerSettings(epochs=2, batch_size=16, lr=0.05)
+    x, y = _task(n=40)
+    theta0 = {
+        "hidden.weight": torch.randn(1, 5, 6),
+        "hidden.bias": torch.randn(1, 5),
+        "weight": torch.randn(1, 2, 5),
+        "bias": torch.randn(1, 2),
+    }
+    order = minibatch_order(1, 40, settings.epochs, torch.Generator().manual_seed(1))
+    theta_t, _ = inner_train(mlp_target, theta0, x, y, settings, order)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+    with torch.no_grad():
+        net[0].weight.copy_(theta0["hidden.weight"][0])
+        net[0].bias.copy_(theta0["hidden.bias"][0])
+        net[2].weight.copy_(theta0["weight"][0])
+        net[2].bias.copy_(theta0["bias"][0])
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01)
+    for perm in order:
+        for start in range(0, 40, 16):
+            idx = perm[0, start : start + 16]
+            opt.zero_grad()
+            F.cross_entropy(net(x[0, idx]), y[0, idx]).backward()
+            opt.step()
+    assert torch.allclose(theta_t["hidden.weight"][0], net[0].weight, atol=1e-5)
+    assert torch.allclose(theta_t["weight"][0], net[2].weight, atol=1e-5)

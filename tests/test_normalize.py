@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -38,7 +39,8 @@ def test_fold_gives_the_same_logits_on_raw_features():
     assert torch.allclose(x @ w_raw.T + b_raw, ((x - norm.mean) / norm.std) @ w.T + b, atol=1e-5)
 
 
-def test_induced_classifier_reads_raw_features(tiny_root, tmp_path):
+@pytest.mark.parametrize("hn_type", ["EV", "IVEV"])
+def test_induced_classifier_reads_raw_features(tiny_root, tmp_path, hn_type):
     result = CliRunner().invoke(
         app,
         [
@@ -47,6 +49,7 @@ def test_induced_classifier_reads_raw_features(tiny_root, tmp_path):
             "text.model=hashing",
             "train.epochs=2",
             "train.tasks_per_epoch=20",
+            f"model.hn_type={hn_type}",
             "--runs-dir",
             str(tmp_path / "runs"),
             "--name",

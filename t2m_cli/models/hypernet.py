@@ -68,37 +68,112 @@ class Equivariant(nn.Module):
         return self.A(z) + self.B(z.mean(dim=-2, keepdim=True))
 
 
-class EVHypernet(nn.Module):
-    """T2M-HN "EV": an equivariant trunk and equivariant heads emitting a linear classifier.
+def linear_target(params: TargetParams, x: torch.Tensor) -> torch.Tensor:
+    """Run T linear classifiers on their own batches of features.
 
-    Two equivariant layers (d_text -> H -> H, ReLU after each), then per class i an equivariant
-    head for the weight row (H -> D) and one for the bias (H -> 1). The target is one linear
-    layer D -> k whose row i belongs to class i.
+    Args:
+        params: ``{"weight": (T, k, D), "bias": (T, k)}``.
+        x: (T, n, D) features, one batch per task.
+
+    Returns:
+        (T, n, k) logits.
+    """
+    return torch.baddbmm(params["bias"].unsqueeze(1), x, params["weight"].transpose(1, 2))
+
+
+def mlp_target(params: TargetParams, x: torch.Tensor) -> torch.Tensor:
+    """Run T two-layer classifiers, Linear(D, H) -> ReLU -> Linear(H, k).
+
+    Args:
+        params: ``{"hidden.weight": (T, H, D), "hidden.bias": (T, H), "weight": (T, k, H),
+            "bias": (T, k)}``.
+        x: (T, n, D) features.
+
+    Returns:
+        (T, n, k) logits.
+    """
+    h = torch.baddbmm(
+        params["hidden.bias"].unsqueeze(1), x, params["hidden.weight"].transpose(1, 2)
+    ).relu()
+    return linear_target(params, h)
+
+
+TARGETS = {"linear": linear_target, "mlp": mlp_target}
+"""Target forward passes by kind; an induced classifier records its kind."""
+
+
+class Hypernetwork(nn.Module):
+    """Common interface: (T, k, d_text) description sets -> target weights.
+
+    Subclasses set ``hn_type`` (the registry name), ``target_kind`` (a key of `TARGETS`) and,
+    when they can only emit classifiers of one size, ``fixed_k``.
 
     Args:
         text_dim: width of a description embedding.
         feature_dim: width D of the features the target classifies.
-        hidden: trunk width H (120 in the paper).
+        hidden: hypernetwork width H (120 in the paper), also the target's hidden width.
     """
 
-    hn_type = "EV"
-
-    @staticmethod
-    def target(params: TargetParams, x: torch.Tensor) -> torch.Tensor:
-        """The target this hypernetwork feeds: one linear layer (see `linear_target`)."""
-        return linear_target(params, x)
+    hn_type = ""
+    target_kind = "linear"
+    fixed_k: int | None = None
 
     def __init__(self, text_dim: int, feature_dim: int, hidden: int = 120) -> None:
         super().__init__()
         self.text_dim = text_dim
         self.feature_dim = feature_dim
         self.hidden = hidden
-        self.trunk = nn.Sequential(
-            Equivariant(text_dim, hidden),
-            nn.ReLU(),
-            Equivariant(hidden, hidden),
-            nn.ReLU(),
-        )
+
+    def target(self, params: TargetParams, x: torch.Tensor) -> torch.Tensor:
+        """The target model this hypernetwork feeds: (T, n, D) features -> (T, n, k) logits."""
+        return TARGETS[self.target_kind](params, x)
+
+    def check_k(self, k: int) -> None:
+        """Refuse a set size the network cannot handle (W and WW fix k when built)."""
+        if self.fixed_k is not None and k != self.fixed_k:
+            raise UserInputError(
+                f"The {self.hn_type} hypernetwork was built for exactly {self.fixed_k} classes "
+                f"and cannot emit a classifier over {k}. Use EV or IVEV, which work on sets of "
+                "any size, or give it exactly that many classes."
+            )
+
+    def build_args(self) -> dict[str, Any]:
+        """Constructor arguments, saved with checkpoints so a model can be rebuilt."""
+        return {"text_dim": self.text_dim, "feature_dim": self.feature_dim, "hidden": self.hidden}
+
+
+class Invariant(nn.Module):
+    """DeepSets invariant layer: ``C relu(sum_i (A z_i + B mean_j z_j))``.
+
+    Args:
+        d_in: input width per element.
+        d_hidden: width of the pooled sum.
+        d_out: output width.
+    """
+
+    def __init__(self, d_in: int, d_hidden: int, d_out: int) -> None:
+        super().__init__()
+        self.pool = Equivariant(d_in, d_hidden)
+        self.C = nn.Linear(d_hidden, d_out)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(T, k, d_in) sets -> (T, d_out), the same for any order of the k elements."""
+        return self.C(self.pool(z).sum(dim=-2).relu())
+
+
+class EVHypernet(Hypernetwork):
+    """T2M-HN "EV": an equivariant trunk and equivariant heads emitting a linear classifier.
+
+    Two equivariant layers (d_text -> H -> H, ReLU after each), then per class i an equivariant
+    head for the weight row (H -> D) and one for the bias (H -> 1). The target is one linear
+    layer D -> k whose row i belongs to class i.
+    """
+
+    hn_type = "EV"
+
+    def __init__(self, text_dim: int, feature_dim: int, hidden: int = 120) -> None:
+        super().__init__(text_dim, feature_dim, hidden)
+        self.trunk = _equivariant_trunk(text_dim, hidden)
         self.weight_head = Equivariant(hidden, feature_dim)
         self.bias_head = Equivariant(hidden, 1)
 
@@ -114,34 +189,134 @@ class EVHypernet(nn.Module):
         h = self.trunk(text)
         return {"weight": self.weight_head(h), "bias": self.bias_head(h).squeeze(-1)}
 
-    def build_args(self) -> dict[str, Any]:
-        """Constructor arguments, saved with checkpoints so a model can be rebuilt."""
-        return {"text_dim": self.text_dim, "feature_dim": self.feature_dim, "hidden": self.hidden}
 
+class IVEVHypernet(Hypernetwork):
+    """T2M-HN "IVEV": invariant heads emit a shared hidden layer, equivariant heads the last.
 
-def linear_target(params: TargetParams, x: torch.Tensor) -> torch.Tensor:
-    """Run T linear classifiers on their own batches of features.
-
-    Args:
-        params: ``{"weight": (T, k, D), "bias": (T, k)}``.
-        x: (T, n, D) features, one batch per task.
-
-    Returns:
-        (T, n, k) logits.
+    The same equivariant trunk as EV; invariant heads emit the hidden layer (H x D weights, H
+    biases) shared by every class, which no permutation of the descriptions can change, and
+    equivariant heads emit the last layer (k x H, k). Target: Linear(D, H) -> ReLU ->
+    Linear(H, k).
     """
-    return torch.baddbmm(params["bias"].unsqueeze(1), x, params["weight"].transpose(1, 2))
+
+    hn_type = "IVEV"
+    target_kind = "mlp"
+
+    def __init__(self, text_dim: int, feature_dim: int, hidden: int = 120) -> None:
+        super().__init__(text_dim, feature_dim, hidden)
+        self.trunk = _equivariant_trunk(text_dim, hidden)
+        self.hidden_weight_head = Invariant(hidden, hidden, hidden * feature_dim)
+        self.hidden_bias_head = Invariant(hidden, hidden, hidden)
+        self.weight_head = Equivariant(hidden, hidden)
+        self.bias_head = Equivariant(hidden, 1)
+
+    def forward(self, text: torch.Tensor) -> TargetParams:
+        """(T, k, text_dim) -> ``{"hidden.weight": (T, H, D), "hidden.bias": (T, H),
+        "weight": (T, k, H), "bias": (T, k)}``."""
+        h = self.trunk(text)
+        n_tasks = text.shape[0]
+        return {
+            "hidden.weight": self.hidden_weight_head(h).reshape(
+                n_tasks, self.hidden, self.feature_dim
+            ),
+            "hidden.bias": self.hidden_bias_head(h),
+            "weight": self.weight_head(h),
+            "bias": self.bias_head(h).squeeze(-1),
+        }
 
 
-HYPERNETWORKS: dict[str, type[EVHypernet]] = {"EV": EVHypernet}
+class _ConcatHypernet(Hypernetwork):
+    """Shared part of W and WW: an MLP over the k embeddings concatenated in order."""
+
+    def __init__(self, text_dim: int, feature_dim: int, hidden: int = 120, k: int = 2) -> None:
+        super().__init__(text_dim, feature_dim, hidden)
+        if k < 2:
+            raise UserInputError(f"A {self.hn_type} hypernetwork needs k >= 2 classes, not {k}.")
+        self.fixed_k = k
+        self.trunk = nn.Sequential(
+            nn.Linear(k * text_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
+
+    def encode(self, text: torch.Tensor) -> torch.Tensor:
+        """(T, k, text_dim) -> (T, H); the order of the descriptions matters."""
+        self.check_k(text.shape[-2])
+        return self.trunk(text.flatten(-2))
+
+    def build_args(self) -> dict[str, Any]:
+        return {**super().build_args(), "k": self.fixed_k}
+
+
+class WHypernet(_ConcatHypernet):
+    """Non-symmetric baseline "W": MLP over concatenated embeddings -> a linear classifier."""
+
+    hn_type = "W"
+
+    def __init__(self, text_dim: int, feature_dim: int, hidden: int = 120, k: int = 2) -> None:
+        super().__init__(text_dim, feature_dim, hidden, k)
+        self.weight_head = nn.Linear(hidden, k * feature_dim)
+        self.bias_head = nn.Linear(hidden, k)
+
+    def forward(self, text: torch.Tensor) -> TargetParams:
+        """(T, k, text_dim) -> ``{"weight": (T, k, D), "bias": (T, k)}``."""
+        h = self.encode(text)
+        k = text.shape[-2]
+        return {
+            "weight": self.weight_head(h).reshape(-1, k, self.feature_dim),
+            "bias": self.bias_head(h),
+        }
+
+
+class WWHypernet(_ConcatHypernet):
+    """Non-symmetric baseline "WW": MLP over concatenated embeddings -> a two-layer classifier."""
+
+    hn_type = "WW"
+    target_kind = "mlp"
+
+    def __init__(self, text_dim: int, feature_dim: int, hidden: int = 120, k: int = 2) -> None:
+        super().__init__(text_dim, feature_dim, hidden, k)
+        self.hidden_weight_head = nn.Linear(hidden, hidden * feature_dim)
+        self.hidden_bias_head = nn.Linear(hidden, hidden)
+        self.weight_head = nn.Linear(hidden, k * hidden)
+        self.bias_head = nn.Linear(hidden, k)
+
+    def forward(self, text: torch.Tensor) -> TargetParams:
+        """(T, k, text_dim) -> the two-layer target's weights (see `mlp_target`)."""
+        h = self.encode(text)
+        k = text.shape[-2]
+        return {
+            "hidden.weight": self.hidden_weight_head(h).reshape(-1, self.hidden, self.feature_dim),
+            "hidden.bias": self.hidden_bias_head(h),
+            "weight": self.weight_head(h).reshape(-1, k, self.hidden),
+            "bias": self.bias_head(h),
+        }
+
+
+def _equivariant_trunk(text_dim: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(
+        Equivariant(text_dim, hidden), nn.ReLU(), Equivariant(hidden, hidden), nn.ReLU()
+    )
+
+
+HYPERNETWORKS: dict[str, type[Hypernetwork]] = {
+    "EV": EVHypernet,
+    "IVEV": IVEVHypernet,
+    "W": WHypernet,
+    "WW": WWHypernet,
+}
 """Hypernetwork types by the name the CLI and configs use."""
 
 
-def build_hypernet(hn_type: str, **kwargs: Any) -> EVHypernet:
-    """Build a hypernetwork by type name (see `HYPERNETWORKS`)."""
+def build_hypernet(hn_type: str, **kwargs: Any) -> Hypernetwork:
+    """Build a hypernetwork by type name (see `HYPERNETWORKS`).
+
+    ``k`` (the number of classes) is used only by the types that fix it (W, WW).
+    """
     try:
         cls = HYPERNETWORKS[hn_type]
     except KeyError:
         raise UserInputError(
             f"Unknown hypernetwork type '{hn_type}'; choose one of {sorted(HYPERNETWORKS)}."
         ) from None
+    if not issubclass(cls, _ConcatHypernet):
+        kwargs.pop("k", None)
     return cls(**kwargs)

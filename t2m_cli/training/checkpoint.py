@@ -15,14 +15,14 @@ import torch
 from t2m_cli.atomic import save_safetensors
 from t2m_cli.data.normalize import FeatureNorm
 from t2m_cli.errors import DataError
-from t2m_cli.models.hypernet import EVHypernet, build_hypernet
+from t2m_cli.models.hypernet import Hypernetwork, build_hypernet
 
 FORMAT = "t2m-hypernet/1"
 _NORM = "input_norm."
 
 
 def save_checkpoint(
-    path: Path, hypernet: EVHypernet, meta: dict[str, Any], norm: FeatureNorm | None = None
+    path: Path, hypernet: Hypernetwork, meta: dict[str, Any], norm: FeatureNorm | None = None
 ) -> None:
     """Write a hypernetwork checkpoint atomically.
 
@@ -47,7 +47,7 @@ def save_checkpoint(
 
 def load_checkpoint(
     path: Path, device: str | torch.device = "cpu"
-) -> tuple[EVHypernet, dict, FeatureNorm | None]:
+) -> tuple[Hypernetwork, dict, FeatureNorm | None]:
     """Rebuild a hypernetwork from a checkpoint written by `save_checkpoint`.
 
     Returns:

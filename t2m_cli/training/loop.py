@@ -17,7 +17,7 @@ from t2m_cli.data.texts import TextBank
 from t2m_cli.errors import UserInputError
 from t2m_cli.evaluation.metrics import Summary, summarize
 from t2m_cli.evaluation.pairs import ordered_pairs, pair_accuracies
-from t2m_cli.models.hypernet import EVHypernet
+from t2m_cli.models.hypernet import Hypernetwork
 from t2m_cli.training.inner import (
     InnerSettings,
     hypernet_surrogate,
@@ -125,7 +125,7 @@ class Trainer:
 
     def __init__(
         self,
-        hypernet: EVHypernet,
+        hypernet: Hypernetwork,
         bank: TextBank,
         dataset: ZeroShotDataset,
         inner: InnerSettings,

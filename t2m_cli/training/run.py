@@ -122,7 +122,11 @@ def train_run(
     torch.manual_seed(config.train.seed)
     m, t = config.model, config.train
     hypernet = build_hypernet(
-        m.hn_type, text_dim=bank.dim, feature_dim=dataset.feature_dim, hidden=m.hidden
+        m.hn_type,
+        text_dim=bank.dim,
+        feature_dim=dataset.feature_dim,
+        hidden=m.hidden,
+        k=t.classes_per_task,
     )
     trainer = Trainer(
         hypernet,
