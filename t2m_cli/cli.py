@@ -10,12 +10,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from t2m_cli import console
 from t2m_cli.errors import T2MError, UserInputError
+
+if TYPE_CHECKING:
+    from t2m_cli.config import Config
 
 app = typer.Typer(
     name="t2m",
@@ -151,11 +154,39 @@ def train(
     runs_dir: Annotated[
         Path | None, typer.Option("--runs-dir", help="Folder for run folders.")
     ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue an interrupted run folder from its last finished epoch, with its "
+            "own config (no other settings may be given).",
+            show_default=False,
+        ),
+    ] = None,
     cache_dir: CacheDir = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a hypernetwork on the seen classes; the best epoch is picked on validation classes."""
     with _errors(quiet):
+        if resume is not None:
+            given = [
+                a
+                for a, v in (
+                    ("a config or overrides", args),
+                    ("--hn-type", hn_type),
+                    ("--epochs", epochs),
+                    ("--seed", seed),
+                    ("--device", device),
+                    ("--name", name),
+                    ("--runs-dir", runs_dir),
+                )
+                if v
+            ]
+            if given:
+                raise UserInputError(
+                    f"--resume continues a run with its own config; drop {', '.join(given)}."
+                )
+            _train_with_progress(None, resume, cache_dir)
+            return
         flags = {
             "model.hn_type": hn_type,
             "train.epochs": epochs,
@@ -165,21 +196,35 @@ def train(
             "run.dir": runs_dir,
         }
         config = _load(args, [f"{k}={v}" for k, v in flags.items() if v is not None])
-        from t2m_cli.training.run import train_run
+        _train_with_progress(config, None, cache_dir)
 
-        with console.progress_task("train", total=config.train.epochs) as progress:
 
-            def on_epoch(result) -> None:
-                progress(result.epoch, config.train.epochs)
-                best = " *" if result.is_best else ""
-                console.log(
-                    f"epoch {result.epoch:3d}  inner loss {result.inner_loss:.3f}  "
-                    f"val {100 * result.val.mean:5.1f} +- {100 * result.val.sem:.1f}%  "
-                    f"{result.seconds:.1f}s{best}"
-                )
+def _train_with_progress(
+    config: Config | None, resume: Path | None, cache_dir: Path | None
+) -> None:
+    """Run `train_run` (or `resume_run`) with a progress bar and a log line per epoch."""
+    from t2m_cli.training.run import load_run, resume_run, train_run
 
+    if config is None:
+        assert resume is not None, "either a config or a run to resume"
+        config = load_run(resume)[0]
+    total = config.train.epochs
+    with console.progress_task("train", total=total) as progress:
+
+        def on_epoch(result) -> None:
+            progress(result.epoch, total)
+            best = " *" if result.is_best else ""
+            console.log(
+                f"epoch {result.epoch:3d}  inner loss {result.inner_loss:.3f}  "
+                f"val {100 * result.val.mean:5.1f} +- {100 * result.val.sem:.1f}%  "
+                f"{result.seconds:.1f}s{best}"
+            )
+
+        if resume is not None:
+            folder = resume_run(resume, cache_dir=cache_dir, on_epoch=on_epoch)
+        else:
             folder = train_run(config, cache_dir=cache_dir, on_epoch=on_epoch)
-        console.out.print(f"run: {folder}")
+    console.out.print(f"run: {folder}")
 
 
 def _render_eval(report) -> None:

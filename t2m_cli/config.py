@@ -72,6 +72,12 @@ class TrainConfig(_Section):
     epochs: int = Field(default=100, gt=0, description="Outer epochs.")
     tasks_per_epoch: int = Field(default=100, gt=0)
     classes_per_task: int = Field(default=2, ge=2)
+    tasks_per_step: int = Field(
+        default=1,
+        gt=0,
+        description="Tasks whose inner loops run at once, averaged into one hypernetwork step "
+        "(1 = the paper's rule).",
+    )
     inner_epochs: int = Field(default=3, gt=0)
     inner_batch_size: int = Field(default=64, gt=0)
     inner_lr: float = Field(default=0.01, gt=0)

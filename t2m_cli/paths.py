@@ -17,7 +17,7 @@ RUN_INFO = "run.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT_LAST = "last.safetensors"
 CHECKPOINT_BEST = "best.safetensors"
-CHECKPOINT_META = "checkpoint.json"
+TRAIN_STATE = "state.safetensors"
 
 
 def cache_root(cache_dir: Path | None = None) -> Path:

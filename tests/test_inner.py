@@ -14,6 +14,12 @@ from t2m_cli.training.inner import (
 )
 
 
+def _flat(x):
+    """(T, n, D) task features -> the (features, rows) pair `inner_train` reads."""
+    t, n, d = x.shape
+    return x.reshape(t * n, d), torch.arange(t * n).reshape(t, n)
+
+
 def _task(n=100, d=6, k=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(1, n, d, generator=g)
@@ -26,8 +32,10 @@ def test_inner_loop_matches_torch_sgd_step_for_step():
     settings = InnerSettings(epochs=2, batch_size=16, lr=0.05, momentum=0.9, weight_decay=0.01)
     x, y = _task(n=50)
     theta0 = {"weight": torch.randn(1, 2, 6), "bias": torch.randn(1, 2)}
-    order = minibatch_order(1, 50, settings.epochs, torch.Generator().manual_seed(3))
-    theta_t, _ = inner_train(linear_target, theta0, x, y, settings, order)
+    order = minibatch_order(torch.tensor([50]), settings.epochs, torch.Generator().manual_seed(3))
+    theta_t, _ = inner_train(
+        linear_target, theta0, *_flat(x), y, torch.tensor([50]), settings, order
+    )
 
     layer = torch.nn.Linear(6, 2)
     with torch.no_grad():
@@ -48,33 +56,97 @@ def test_inner_loop_learns_and_leaves_theta0_alone():
     x, y = _task(n=200)
     x = x + 3.0 * F.one_hot(y, 6).float()  # a separable task
     theta0 = {"weight": torch.zeros(1, 2, 6), "bias": torch.zeros(1, 2)}
-    order = minibatch_order(1, 200, 3, torch.Generator().manual_seed(0))
-    theta_t, first = inner_train(linear_target, theta0, x, y, InnerSettings(), order)
+    order = minibatch_order(torch.tensor([200]), 3, torch.Generator().manual_seed(0))
+    theta_t, first = inner_train(
+        linear_target, theta0, *_flat(x), y, torch.tensor([200]), InnerSettings(), order
+    )
     assert torch.count_nonzero(theta0["weight"]) == 0
     acc = (linear_target(theta_t, x).argmax(-1) == y).float().mean()
     assert acc > 0.9
     assert torch.allclose(first, torch.tensor([torch.log(torch.tensor(2.0))]))
 
 
-def test_batched_tasks_train_independently():
-    x1, y1 = _task(seed=1)
-    x2, y2 = _task(seed=2)
-    theta0 = {"weight": torch.randn(2, 2, 6), "bias": torch.randn(2, 2)}
-    order = minibatch_order(2, 100, 3, torch.Generator().manual_seed(5))
-    both, _ = inner_train(
-        linear_target, theta0, torch.cat([x1, x2]), torch.cat([y1, y2]), InnerSettings(), order
-    )
-    for t, (x, y) in enumerate([(x1, y1), (x2, y2)]):
-        single, _ = inner_train(
-            linear_target,
-            {k: v[t : t + 1] for k, v in theta0.items()},
-            x,
-            y,
-            InnerSettings(),
-            [o[t : t + 1] for o in order],
+def _reference_loop(theta0, tasks, settings, order):
+    """The plain per-task loop: each task alone, torch.optim.SGD, its own minibatch order."""
+    out = []
+    for t, (x, y) in enumerate(tasks):
+        n = y.shape[1]
+        layer = torch.nn.Linear(x.shape[-1], theta0["weight"].shape[1])
+        with torch.no_grad():
+            layer.weight.copy_(theta0["weight"][t])
+            layer.bias.copy_(theta0["bias"][t])
+        opt = torch.optim.SGD(
+            layer.parameters(),
+            lr=settings.lr,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
         )
-        for name in theta0:
-            assert torch.allclose(both[name][t], single[name][0], atol=1e-6)
+        for perm in order:
+            own = perm[t, :n]
+            for start in range(0, n, settings.batch_size):
+                idx = own[start : start + settings.batch_size]
+                opt.zero_grad()
+                F.cross_entropy(layer(x[0, idx]), y[0, idx]).backward()
+                opt.step()
+        out.append((layer.weight.detach(), layer.bias.detach()))
+    return out
+
+
+def test_batched_tasks_of_different_sizes_match_the_per_task_loop():
+    settings = InnerSettings(epochs=2, batch_size=16, lr=0.05)
+    sizes = [50, 23, 64, 7]
+    tasks = [_task(n=n, seed=i) for i, n in enumerate(sizes)]
+    counts = torch.tensor(sizes)
+    n_max = max(sizes)
+    x = torch.zeros(len(sizes), n_max, 6)
+    y = torch.zeros(len(sizes), n_max, dtype=torch.long)
+    for t, (xt, yt) in enumerate(tasks):
+        x[t, : sizes[t]], y[t, : sizes[t]] = xt[0], yt[0]
+    theta0 = {"weight": torch.randn(4, 2, 6), "bias": torch.randn(4, 2)}
+    order = minibatch_order(counts, settings.epochs, torch.Generator().manual_seed(5))
+    for t, n in enumerate(sizes):  # each row starts with a permutation of its own samples
+        assert sorted(order[0][t, :n].tolist()) == list(range(n))
+    batched, _ = inner_train(linear_target, theta0, *_flat(x), y, counts, settings, order)
+    for t, (w, b) in enumerate(_reference_loop(theta0, tasks, settings, order)):
+        assert torch.allclose(batched["weight"][t], w, atol=1e-5)
+        assert torch.allclose(batched["bias"][t], b, atol=1e-5)
+
+
+def test_batched_step_gives_the_mean_of_per_task_hypernetwork_gradients():
+    torch.manual_seed(0)
+    hn = EVHypernet(text_dim=5, feature_dim=6, hidden=8).double()
+    sizes = [40, 17, 33]
+    tasks = [_task(n=n, seed=i) for i, n in enumerate(sizes)]
+    text = torch.randn(3, 2, 5, dtype=torch.float64)
+    counts = torch.tensor(sizes)
+    x = torch.zeros(3, max(sizes), 6, dtype=torch.float64)
+    y = torch.zeros(3, max(sizes), dtype=torch.long)
+    for t, (xt, yt) in enumerate(tasks):
+        x[t, : sizes[t]], y[t, : sizes[t]] = xt[0].double(), yt[0]
+    order = minibatch_order(counts, 3, torch.Generator().manual_seed(2))
+    theta0 = hn(text)
+    theta_t, _ = inner_train(linear_target, theta0, *_flat(x), y, counts, InnerSettings(), order)
+    batched = torch.autograd.grad(hypernet_surrogate(theta0, theta_t), list(hn.parameters()))
+
+    per_task = []
+    for t, n in enumerate(sizes):
+        theta0_t = hn(text[t : t + 1])
+        own = [o[t : t + 1, :n] for o in order]
+        theta_tt, _ = inner_train(
+            linear_target,
+            theta0_t,
+            *_flat(x[t : t + 1, :n]),
+            y[t : t + 1, :n],
+            counts[t : t + 1],
+            InnerSettings(),
+            own,
+        )
+        per_task.append(
+            torch.autograd.grad(hypernet_surrogate(theta0_t, theta_tt), list(hn.parameters()))
+        )
+    for i, g in enumerate(batched):
+        mean = sum(p[i] for p in per_task) / len(sizes)
+        assert torch.allclose(g, mean, atol=1e-10)
 
 
 def test_update_rule_is_gradient_of_half_squared_distance():
@@ -83,8 +155,10 @@ def test_update_rule_is_gradient_of_half_squared_distance():
     text = torch.randn(1, 2, 5, dtype=torch.float64)
     x, y = _task(n=64, d=4)
     theta0 = hn(text)
-    order = minibatch_order(1, 64, 3, torch.Generator().manual_seed(0))
-    theta_t, _ = inner_train(linear_target, theta0, x.double(), y, InnerSettings(), order)
+    order = minibatch_order(torch.tensor([64]), 3, torch.Generator().manual_seed(0))
+    theta_t, _ = inner_train(
+        linear_target, theta0, *_flat(x.double()), y, torch.tensor([64]), InnerSettings(), order
+    )
 
     grads_rule = torch.autograd.grad(hypernet_surrogate(theta0, theta_t), list(hn.parameters()))
 
@@ -124,8 +198,8 @@ def test_two_layer_inner_loop_matches_torch_sgd():
         "weight": torch.randn(1, 2, 5),
         "bias": torch.randn(1, 2),
     }
-    order = minibatch_order(1, 40, settings.epochs, torch.Generator().manual_seed(1))
-    theta_t, _ = inner_train(mlp_target, theta0, x, y, settings, order)
+    order = minibatch_order(torch.tensor([40]), settings.epochs, torch.Generator().manual_seed(1))
+    theta_t, _ = inner_train(mlp_target, theta0, *_flat(x), y, torch.tensor([40]), settings, order)
     net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
     with torch.no_grad():
         net[0].weight.copy_(theta0["hidden.weight"][0])

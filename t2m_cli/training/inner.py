@@ -6,8 +6,8 @@ task's features (the inner loop); the hypernetwork then moves along
 ``0.5 * ||theta(phi) - stopgrad(theta_T)||^2`` at the current phi.
 
 The inner optimiser is plain SGD with momentum and weight decay, written out on tensors so that
-several tasks of equal size can be trained at once along a leading task dimension; its update
-matches ``torch.optim.SGD`` (dampening 0, no Nesterov) step for step.
+many tasks, of any sizes, train at once along a leading task dimension; its update matches
+``torch.optim.SGD`` (dampening 0, no Nesterov) step for step.
 """
 
 from __future__ import annotations
@@ -39,15 +39,25 @@ class InnerSettings:
 
 
 def minibatch_order(
-    n_tasks: int, n: int, epochs: int, generator: torch.Generator
+    counts: torch.Tensor, epochs: int, generator: torch.Generator
 ) -> list[torch.Tensor]:
     """The sample order of every inner epoch: one random permutation per task and epoch.
 
+    Args:
+        counts: (T,) number of samples of each task; rows are padded to the largest.
+        epochs: inner epochs.
+        generator: CPU generator.
+
     Returns:
-        ``epochs`` tensors of shape (n_tasks, n), on the CPU.
+        ``epochs`` tensors (T, n_max) on the CPU. Row t starts with a random permutation of
+        ``range(counts[t])``; the padding positions follow it.
     """
+    n_max = int(counts.max())
+    pad = torch.arange(n_max) >= counts.unsqueeze(1)
+    # Random keys below 1 for real samples and 2 for padding: sorting puts a uniformly random
+    # permutation of the real samples first, for every task at once.
     return [
-        torch.stack([torch.randperm(n, generator=generator) for _ in range(n_tasks)])
+        torch.rand(len(counts), n_max, generator=generator).masked_fill(pad, 2.0).argsort(1)
         for _ in range(epochs)
     ]
 
@@ -55,20 +65,30 @@ def minibatch_order(
 def inner_train(
     target: TargetFn,
     theta0: TargetParams,
-    x: torch.Tensor,
+    features: torch.Tensor,
+    rows: torch.Tensor,
     y: torch.Tensor,
+    counts: torch.Tensor,
     settings: InnerSettings,
     order: list[torch.Tensor],
 ) -> tuple[TargetParams, torch.Tensor]:
-    """Train T target models on their own tasks with minibatch SGD.
+    """Train T target models on their own tasks with minibatch SGD, all at once.
+
+    Task t has ``counts[t]`` samples: rows ``rows[t, :counts[t]]`` of ``features``. At inner
+    step j every task takes its own j-th minibatch; a task whose epoch has no j-th minibatch
+    sits the step out (no update, momentum untouched), so each task follows exactly the steps
+    it would follow alone. A short last minibatch is averaged over its real samples only.
 
     Args:
         target: the target forward pass, ``target(params, x) -> logits``.
         theta0: starting weights, each tensor (T, ...); not modified.
-        x: (T, n, D) features of each task.
-        y: (T, n) labels, the position of each sample's class in its task.
+        features: (N, D) feature matrix the tasks draw from (kept in place: a minibatch copies
+            only its own rows).
+        rows: (T, n_max) row of ``features`` of each task's samples, padded.
+        y: (T, n_max) labels, the position of each sample's class in its task.
+        counts: (T,) real samples per task.
         settings: inner optimiser settings.
-        order: per inner epoch, a (T, n) permutation of the samples (see `minibatch_order`).
+        order: per inner epoch, a (T, n_max) order (see `minibatch_order`).
 
     Returns:
         The trained weights theta_T (detached, same shapes as ``theta0``) and (T,) the mean
@@ -76,32 +96,50 @@ def inner_train(
     """
     params = {k: v.detach().clone().requires_grad_(True) for k, v in theta0.items()}
     momentum = {k: torch.zeros_like(v) for k, v in params.items()}
-    n_tasks, n = y.shape
+    n_tasks = y.shape[0]
+    device = features.device
+    counts = counts.to(device)
+    batch = settings.batch_size
+    n_steps = -(-int(counts.max()) // batch)
     first_loss: torch.Tensor | None = None
+    # One buffer for every minibatch: index_select into preallocated memory measured 3x faster
+    # than advanced indexing on CPU, and the gather is most of an inner step's time.
+    buffer = torch.empty(n_tasks * batch, features.shape[1], dtype=features.dtype, device=device)
     for perm in order:
-        perm = perm.to(x.device)
-        for start in range(0, n, settings.batch_size):
-            idx = perm[:, start : start + settings.batch_size]
-            xb = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-            yb = torch.gather(y, 1, idx)
-            logits = target(params, xb)
-            per_task = (
-                F.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none"
-                )
-                .reshape(n_tasks, -1)
-                .mean(1)
+        perm = perm.to(device)
+        # Sample order of this epoch as rows of `features`: each minibatch is then one
+        # row-gather from the feature matrix, never a copy of the whole task.
+        epoch_rows = torch.gather(rows, 1, perm)
+        epoch_y = torch.gather(y, 1, perm)
+        for step in range(n_steps):
+            window = slice(step * batch, (step + 1) * batch)
+            yb = epoch_y[:, window]
+            position = torch.arange(window.start, window.start + yb.shape[1], device=device)
+            valid = position < counts.unsqueeze(1)
+            picked = epoch_rows[:, window].reshape(-1)
+            xb = torch.index_select(features, 0, picked, out=buffer[: len(picked)]).view(
+                n_tasks, -1, features.shape[1]
             )
+            logits = target(params, xb)
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none"
+            ).reshape(n_tasks, -1)
+            n_valid = valid.sum(1)
+            per_task = (loss * valid).sum(1) / n_valid.clamp_min(1)
             if first_loss is None:
                 first_loss = per_task.detach()
             # Summing per-task means keeps each task's gradient equal to its own mean-loss
             # gradient: the tasks share no parameters.
             grads = torch.autograd.grad(per_task.sum(), list(params.values()))
+            active = n_valid > 0
             with torch.no_grad():
                 for (name, p), g in zip(params.items(), grads):
+                    on = active.view(-1, *[1] * (p.ndim - 1)).to(p.dtype)
                     d_p = g.add(p, alpha=settings.weight_decay)
-                    buf = momentum[name].mul_(settings.momentum).add_(d_p)
-                    p.sub_(buf, alpha=settings.lr)
+                    buf = momentum[name]
+                    # Active tasks: buf = momentum * buf + d_p; the others keep theirs.
+                    buf.mul_(1 - on * (1 - settings.momentum)).add_(d_p * on)
+                    p.sub_(buf * on, alpha=settings.lr)
     assert first_loss is not None, "inner loop ran no step"
     return {k: v.detach() for k, v in params.items()}, first_loss
 

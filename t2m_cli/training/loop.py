@@ -33,6 +33,7 @@ class OuterSettings:
     epochs: int = 100
     tasks_per_epoch: int = 100
     classes_per_task: int = 2
+    tasks_per_step: int = 1
     lr: float = 0.005
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -112,7 +113,11 @@ def sample_tasks(n_classes: int, k: int, n_tasks: int, generator: torch.Generato
 
 
 class Trainer:
-    """Trains a hypernetwork on a dataset's seen classes, one task per hypernetwork step.
+    """Trains a hypernetwork on a dataset's seen classes.
+
+    Each hypernetwork step takes ``outer.tasks_per_step`` tasks; their inner loops run at once
+    as batched tensor operations and one backward pass gives the mean of their updates. One
+    task per step is the paper's rule.
 
     Args:
         hypernet: the hypernetwork; trained in place.
@@ -151,41 +156,82 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(outer.seed)
         self.best_val = -1.0
 
-    def task_data(self, task: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features and labels of one task.
+    def task_data(self, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Feature rows and labels of a batch of tasks, padded to the largest.
 
         Args:
-            task: (k,) indices into the seen classes.
+            tasks: (T, k) indices into the seen classes.
 
         Returns:
-            x (1, n, D) and y (1, n), label = position of the class in the task.
+            rows (T, n_max) into the feature matrix, y (T, n_max) with label = position of
+            the class in its task, and counts (T,) of real samples per task.
         """
-        rows = [self.train_rows[int(c)] for c in task]
-        x = self.features[torch.cat(rows)]
-        y = torch.cat(
-            [
-                torch.full((len(r),), i, dtype=torch.long, device=self.device)
-                for i, r in enumerate(rows)
-            ]
-        )
-        return x.unsqueeze(0), y.unsqueeze(0)
+        rows = [[self.train_rows[int(c)] for c in task] for task in tasks.tolist()]
+        counts = torch.tensor([sum(len(r) for r in task_rows) for task_rows in rows])
+        n_max = int(counts.max())
+        # Padding points at row 0 with label 0; the inner loop masks it out by the counts.
+        idx = torch.zeros(len(rows), n_max, dtype=torch.long, device=self.device)
+        y = torch.zeros(len(rows), n_max, dtype=torch.long, device=self.device)
+        for t, task_rows in enumerate(rows):
+            both = torch.cat(task_rows)
+            idx[t, : len(both)] = both
+            y[t, : len(both)] = torch.repeat_interleave(
+                torch.arange(len(task_rows), device=self.device),
+                torch.tensor([len(r) for r in task_rows], device=self.device),
+            )
+        return idx, y, counts
 
-    def step(self, task: torch.Tensor) -> tuple[float, float]:
-        """One task: emit theta_0, run the inner loop, take one hypernetwork step.
+    def step(self, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One hypernetwork step from a batch of tasks.
+
+        Emits theta_0 for every task, runs all inner loops at once, and steps along the mean
+        of the tasks' updates. With one task per step this is the paper's rule exactly.
+
+        Args:
+            tasks: (T, k) indices into the seen classes.
 
         Returns:
-            the first-minibatch inner loss and ||theta_0 - theta_T||.
+            (T,) first-minibatch inner losses and (T,) ||theta_0 - theta_T||.
         """
-        x, y = self.task_data(task)
-        text = self.bank.draw(self.seen[task].unsqueeze(0), self.generator)
+        rows, y, counts = self.task_data(tasks)
+        text = self.bank.draw(self.seen[tasks], self.generator)
         theta0 = self.hypernet(text)
-        order = minibatch_order(1, y.shape[1], self.inner.epochs, self.generator)
-        theta_t, first_loss = inner_train(self.hypernet.target, theta0, x, y, self.inner, order)
+        order = minibatch_order(counts, self.inner.epochs, self.generator)
+        theta_t, first_loss = inner_train(
+            self.hypernet.target, theta0, self.features, rows, y, counts, self.inner, order
+        )
         self.optimizer.zero_grad(set_to_none=True)
         hypernet_surrogate(theta0, theta_t).backward()
         self.optimizer.step()
-        delta = torch.sqrt(sum(((theta0[k].detach() - theta_t[k]) ** 2).sum() for k in theta0))
-        return float(first_loss.mean()), float(delta)
+        sq = torch.stack(
+            [((theta0[k].detach() - theta_t[k]) ** 2).flatten(1).sum(1) for k in theta0]
+        )
+        return first_loss, sq.sum(0).sqrt()
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Everything a resumed run needs beyond the config: weights, momentum, RNG, best.
+
+        Returns:
+            tensors (model weights, optimiser buffers, generator state) and JSON facts.
+        """
+        tensors = {f"model.{k}": v for k, v in self.hypernet.state_dict().items()}
+        for i, p in enumerate(self.hypernet.parameters()):
+            buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                tensors[f"optim.{i}"] = buf
+        tensors["rng"] = self.generator.get_state()
+        return tensors, {"best_val": self.best_val}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], facts: dict[str, float]) -> None:
+        """Restore what `state` returned, so the next epoch is the one an unbroken run had."""
+        self.hypernet.load_state_dict(
+            {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        )
+        for i, p in enumerate(self.hypernet.parameters()):
+            if f"optim.{i}" in tensors:
+                self.optimizer.state[p]["momentum_buffer"] = tensors[f"optim.{i}"].to(p.device)
+        self.generator.set_state(tensors["rng"])
+        self.best_val = float(facts["best_val"])
 
     def validate(self) -> Summary:
         """Mean pair accuracy over the validation classes, with fixed description draws."""
@@ -207,8 +253,8 @@ class Trainer:
             )
             losses, norms = [], []
             self.hypernet.train()
-            for task in tasks:
-                loss, norm = self.step(task)
+            for batch in tasks.split(self.outer.tasks_per_step):
+                loss, norm = self.step(batch)
                 losses.append(loss)
                 norms.append(norm)
             val = self.validate()
@@ -218,8 +264,8 @@ class Trainer:
             yield EpochResult(
                 epoch=epoch,
                 tasks=len(tasks),
-                inner_loss=sum(losses) / len(losses),
-                update_norm=sum(norms) / len(norms),
+                inner_loss=float(torch.cat(losses).mean()),
+                update_norm=float(torch.cat(norms).mean()),
                 val=val,
                 seconds=time.perf_counter() - began,
                 is_best=is_best,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from t2m_cli import __version__
+from t2m_cli.atomic import write_text
 from t2m_cli.config import Config, config_to_dict, load_config
 from t2m_cli.data.dataset import write_json
 from t2m_cli.errors import UserInputError
@@ -28,6 +29,7 @@ from t2m_cli.paths import (
     METRICS,
     RUN_CONFIG,
     RUN_INFO,
+    TRAIN_STATE,
     text_cache_dir,
 )
 from t2m_cli.yamlio import write_yaml
@@ -71,21 +73,8 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def train_run(
-    config: Config,
-    cache_dir: Path | None = None,
-    on_epoch: Callable[[EpochResult], None] | None = None,
-) -> Path:
-    """Train a hypernetwork as the config says and write a run folder.
-
-    Args:
-        config: the validated run config.
-        cache_dir: cache root override (datasets and text embeddings).
-        on_epoch: called after each epoch with its result (for progress display).
-
-    Returns:
-        the run folder.
-    """
+def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, FeatureNorm | None]:
+    """Everything a run trains with, built from its config: data, texts, model, optimiser."""
     import torch
 
     from t2m_cli.data.normalize import FeatureNorm
@@ -107,18 +96,6 @@ def train_run(
         config.text.model, cache_dir=text_cache_dir(cache_dir), batch_size=config.text.batch_size
     )
     bank = TextBank.build(dataset.classes, dataset.descriptions, config.text.source, encoder)
-
-    folder = new_run_dir(config)
-    write_yaml(folder / RUN_CONFIG, config_to_dict(config))
-    info: dict[str, Any] = {
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "seed": config.train.seed,
-        "device": str(device),
-        "dataset": {"name": dataset.name, "classes": len(dataset.classes), **dataset.meta},
-        "versions": library_versions(),
-    }
-    write_json(folder / RUN_INFO, info)
-
     torch.manual_seed(config.train.seed)
     m, t = config.model, config.train
     hypernet = build_hypernet(
@@ -133,40 +110,139 @@ def train_run(
         bank,
         dataset,
         InnerSettings(
-            t.inner_epochs, t.inner_batch_size, t.inner_lr, t.inner_momentum, t.inner_weight_decay
+            epochs=t.inner_epochs,
+            batch_size=t.inner_batch_size,
+            lr=t.inner_lr,
+            momentum=t.inner_momentum,
+            weight_decay=t.inner_weight_decay,
         ),
         OuterSettings(
-            t.epochs,
-            t.tasks_per_epoch,
-            t.classes_per_task,
-            t.lr,
-            t.momentum,
-            t.weight_decay,
-            t.seed,
-            config.eval.seed,
+            epochs=t.epochs,
+            tasks_per_epoch=t.tasks_per_epoch,
+            classes_per_task=t.classes_per_task,
+            tasks_per_step=t.tasks_per_step,
+            lr=t.lr,
+            momentum=t.momentum,
+            weight_decay=t.weight_decay,
+            seed=t.seed,
+            eval_seed=config.eval.seed,
         ),
         device,
     )
+    return trainer, norm
+
+
+def train_run(
+    config: Config,
+    cache_dir: Path | None = None,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+) -> Path:
+    """Train a hypernetwork as the config says and write a run folder.
+
+    Args:
+        config: the validated run config.
+        cache_dir: cache root override (datasets and text embeddings).
+        on_epoch: called after each epoch with its result (for progress display).
+
+    Returns:
+        the run folder.
+    """
+    trainer, norm = _build_trainer(config, cache_dir)
+    folder = new_run_dir(config)
+    write_yaml(folder / RUN_CONFIG, config_to_dict(config))
+    info: dict[str, Any] = {
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seed": config.train.seed,
+        "device": str(trainer.device),
+        "dataset": {
+            "name": trainer.dataset.name,
+            "classes": len(trainer.dataset.classes),
+            **trainer.dataset.meta,
+        },
+        "versions": library_versions(),
+    }
+    write_json(folder / RUN_INFO, info)
+    return _run_epochs(config, trainer, norm, folder, info, 1, on_epoch)
+
+
+def resume_run(
+    folder: Path,
+    cache_dir: Path | None = None,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+) -> Path:
+    """Continue an interrupted run from its last finished epoch.
+
+    The run's own resolved config is used; the weights, optimiser momentum and random state
+    come from its ``state.safetensors``, so the epochs that follow are the ones an
+    uninterrupted run would have trained.
+    """
+    from safetensors import safe_open
+
+    config, info = load_run(folder)
+    if not (folder / TRAIN_STATE).is_file():
+        raise UserInputError(
+            f"{folder} has no {TRAIN_STATE}: it stopped before its first epoch ended. "
+            "Start it again with `t2m train`."
+        )
+    trainer, norm = _build_trainer(config, cache_dir)
+    try:
+        with safe_open(str(folder / TRAIN_STATE), framework="pt", device="cpu") as f:
+            facts = json.loads((f.metadata() or {})["t2m"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as exc:  # safetensors raises several types for a damaged file
+        raise UserInputError(f"{folder / TRAIN_STATE} cannot be read ({exc}).") from exc
+    trainer.load_state(tensors, facts)
+    epoch = int(facts["epoch"])
+    if epoch >= config.train.epochs:
+        raise UserInputError(
+            f"Run {folder} already finished all {config.train.epochs} epochs; nothing to resume."
+        )
+    # Lines past the saved epoch were written after the state: the resumed epochs replace them.
+    metrics = folder / METRICS
+    if metrics.is_file():
+        kept = [
+            line
+            for line in metrics.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line)["epoch"] <= epoch
+        ]
+        write_text(metrics, "".join(line + "\n" for line in kept))
+    info["resumed_from_epoch"] = epoch
+    return _run_epochs(config, trainer, norm, folder, info, epoch + 1, on_epoch, facts["best"])
+
+
+def _run_epochs(
+    config: Config,
+    trainer: Trainer,
+    norm: FeatureNorm | None,
+    folder: Path,
+    info: dict[str, Any],
+    start: int,
+    on_epoch: Callable[[EpochResult], None] | None,
+    best: dict[str, Any] | None = None,
+) -> Path:
+    """Train epochs ``start..`` with checkpoints and logs, then record the run's summary."""
+    import torch
+
     meta = {
         "text_model": config.text.model,
         "text_source": config.text.source,
-        "dataset": dataset.name,
+        "dataset": trainer.dataset.name,
         "features": config.dataset.features,
     }
     began = time.perf_counter()
     threads = torch.get_num_threads()
-    if device.type == "cpu":
-        # A task's tensors are tiny (about 128 x 512): intra-op threads cost more in
+    if trainer.device.type == "cpu" and config.train.tasks_per_step == 1:
+        # One task's tensors are tiny (about 128 x 512): intra-op threads cost more in
         # synchronisation than they save. Measured on 2 cores: 250 tasks/s on one thread,
-        # 85 tasks/s on two.
+        # 85 tasks/s on two. Batched tasks are large enough for threads to pay.
         torch.set_num_threads(1)
     try:
-        best = _train_epochs(trainer, folder, meta, norm, on_epoch)
+        best = _train_epochs(trainer, folder, meta, norm, start, on_epoch, best or {})
     finally:
         torch.set_num_threads(threads)
     info.update(
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        train_seconds=round(time.perf_counter() - began, 3),
+        train_seconds=round(time.perf_counter() - began + info.get("train_seconds", 0.0), 3),
         best=best,
     )
     write_json(folder / RUN_INFO, info)
@@ -178,24 +254,30 @@ def _train_epochs(
     folder: Path,
     meta: dict[str, Any],
     norm: FeatureNorm | None,
+    start: int,
     on_epoch: Callable[[EpochResult], None] | None,
+    best: dict[str, Any],
 ) -> dict[str, Any]:
-    """Run the epochs, logging each and keeping the last and the best checkpoint.
+    """Run the epochs, logging each and keeping the last and best checkpoints and the state.
 
     Returns:
         the best epoch, its validation accuracy and SEM.
     """
+    from t2m_cli.atomic import save_safetensors
     from t2m_cli.training.checkpoint import save_checkpoint
 
-    best: dict[str, Any] = {}
-    for result in trainer.epochs():
-        record = result.to_json()
-        append_jsonl(folder / METRICS, record)
+    for result in trainer.epochs(start):
+        append_jsonl(folder / METRICS, result.to_json())
         epoch_meta = {**meta, "epoch": result.epoch, "val_acc": result.val.mean}
         save_checkpoint(folder / CHECKPOINT_LAST, trainer.hypernet, epoch_meta, norm)
         if result.is_best:
             save_checkpoint(folder / CHECKPOINT_BEST, trainer.hypernet, epoch_meta, norm)
             best = {"epoch": result.epoch, "val_acc": result.val.mean, "val_sem": result.val.sem}
+        # Written last: a run stopped at any point resumes from an epoch whose checkpoints
+        # are all on disk.
+        tensors, facts = trainer.state()
+        state_meta = {**facts, "epoch": result.epoch, "best": best}
+        save_safetensors(folder / TRAIN_STATE, tensors, {"t2m": json.dumps(state_meta)})
         if on_epoch is not None:
             on_epoch(result)
     return best
