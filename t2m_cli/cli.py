@@ -162,6 +162,9 @@ def train(
             show_default=False,
         ),
     ] = None,
+    wandb: Annotated[
+        bool, typer.Option("--wandb", help="Also log to Weights & Biases (see the wandb section).")
+    ] = False,
     cache_dir: CacheDir = None,
     quiet: Quiet = False,
 ) -> None:
@@ -194,6 +197,7 @@ def train(
             "train.device": device,
             "run.name": name,
             "run.dir": runs_dir,
+            "wandb.enabled": True if wandb else None,
         }
         config = _load(args, [f"{k}={v}" for k, v in flags.items() if v is not None])
         _train_with_progress(config, None, cache_dir)

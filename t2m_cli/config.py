@@ -104,6 +104,17 @@ class EvalConfig(_Section):
     chunk: int = Field(default=256, gt=0, description="Pairs induced and scored at once.")
 
 
+class WandbConfig(_Section):
+    """Optional Weights & Biases logging (needs `pip install wandb`)."""
+
+    enabled: bool = False
+    mode: Literal["online", "offline"] = "offline"
+    project: str = "t2m"
+    entity: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    name: str | None = Field(default=None, description="Default: the run folder's name.")
+
+
 class RunConfig(_Section):
     """Where runs are written."""
 
@@ -121,6 +132,7 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     run: RunConfig = RunConfig()
+    wandb: WandbConfig = WandbConfig()
 
 
 def validate_config(data: dict[str, Any], source: str) -> Config:

@@ -1,0 +1,65 @@
+"""Run logging: metrics.jsonl always, wandb offline when asked, silence when not."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from t2m_cli.cli import app
+
+runner = CliRunner()
+
+
+def _args(tiny_root, tmp_path, name):
+    return [
+        "train",
+        f"dataset.root={tiny_root}",
+        "text.model=hashing",
+        "train.epochs=2",
+        "train.tasks_per_epoch=10",
+        "model.hidden=8",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--name",
+        name,
+    ]
+
+
+def test_without_wandb_installed_a_run_works_and_says_nothing(tiny_root, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` now fails
+    result = runner.invoke(app, _args(tiny_root, tmp_path, "plain"))
+    assert result.exit_code == 0, result.output
+    assert "wandb" not in result.output.replace(str(tmp_path), "").lower()
+    lines = (tmp_path / "runs" / "plain" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+    result = runner.invoke(app, [*_args(tiny_root, tmp_path, "asked"), "--wandb"])
+    assert result.exit_code == 2
+    assert "pip install wandb" in result.stderr
+
+
+def test_wandb_offline_writes_a_run_that_sync_can_upload(tiny_root, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    wandb_dir = tmp_path / "wandb-dir"
+    wandb_dir.mkdir()
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(wandb_dir))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    result = runner.invoke(
+        app, [*_args(tiny_root, tmp_path, "wb"), "--wandb", "wandb.tags=[t2m,test]", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    runs = list((wandb_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert list(runs[0].glob("run-*.wandb"))
+    sync = subprocess.run(
+        [sys.executable, "-m", "wandb", "sync", "--dry-run", str(runs[0])],
+        capture_output=True,
+        text=True,
+        env={"WANDB_MODE": "offline", "PATH": "", "HOME": str(tmp_path)},
+    )
+    assert "Would sync 1 run" in sync.stdout + sync.stderr, sync.stdout + sync.stderr
