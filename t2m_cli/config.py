@@ -11,7 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from t2m_cli.errors import ConfigError
 from t2m_cli.yamlio import apply_overrides, format_validation_error, load_yaml
@@ -133,6 +140,16 @@ class Config(_Section):
     eval: EvalConfig = EvalConfig()
     run: RunConfig = RunConfig()
     wandb: WandbConfig = WandbConfig()
+
+    @model_validator(mode="after")
+    def _fixed_k_types_train_on_pairs(self) -> Config:
+        if self.model.hn_type in ("W", "WW") and self.train.classes_per_task != 2:
+            raise ValueError(
+                f"model.hn_type {self.model.hn_type} fixes the number of classes when it is "
+                "built, and validation and evaluation use pairs: set train.classes_per_task=2, "
+                "or use EV or IVEV for tasks of more classes"
+            )
+        return self
 
 
 def validate_config(data: dict[str, Any], source: str) -> Config:

@@ -233,3 +233,11 @@ def test_train_and_induce_other_hypernetwork_types(tiny_root, tmp_path, hn_type)
 
         clf = InducedClassifier.load(tmp_path / "three.t2m.safetensors")
         assert clf.kind == "mlp" and clf.logits(torch.randn(4, 16)).shape == (4, 3)
+
+
+def test_tasks_of_three_classes(tiny_root, tmp_path):
+    result = _train(tiny_root, tmp_path, "k3", "train.classes_per_task=3", "--hn-type", "IVEV")
+    assert result.exit_code == 0, result.output
+    result = _train(tiny_root, tmp_path, "w3", "train.classes_per_task=3", "--hn-type", "W")
+    assert result.exit_code == 2
+    assert "train.classes_per_task=2" in result.stderr
