@@ -71,6 +71,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks that print figures (not timed tests): zero-shot accuracy on shapes over seeds."""
+    """Benchmarks that print figures (not timed tests): trainer speed, zero-shot accuracy."""
     _install(session)
+    session.run("python", "benchmarks/trainer_speed.py", env=OFFLINE)
     session.run("python", "benchmarks/shapes_zero_shot.py", *session.posargs, env=OFFLINE)

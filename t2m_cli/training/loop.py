@@ -126,6 +126,9 @@ class Trainer:
         inner: inner-loop settings.
         outer: outer-loop settings.
         device: where tensors live; features are moved there once.
+        rank: this process's index among ``world_size`` processes sharing each step's tasks
+            (torch.distributed); 0 and 1 for a single process.
+        world_size: number of such processes.
     """
 
     def __init__(
@@ -136,7 +139,11 @@ class Trainer:
         inner: InnerSettings,
         outer: OuterSettings,
         device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
+        self.rank = rank
+        self.world_size = world_size
         self.hypernet = hypernet.to(device)
         self.bank = bank.to(device)
         self.dataset = dataset
@@ -181,32 +188,71 @@ class Trainer:
             )
         return idx, y, counts
 
-    def step(self, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One hypernetwork step from a batch of tasks.
+    def accumulate(self, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add this process's share of a step's hypernetwork gradient to ``.grad``.
 
-        Emits theta_0 for every task, runs all inner loops at once, and steps along the mean
-        of the tasks' updates. With one task per step this is the paper's rule exactly.
+        Every process draws the descriptions and minibatch orders of the whole batch, so that
+        their generators stay in step, then trains tasks ``rank::world_size`` only. Each share
+        is weighted by its size over the batch's, so the shares summed over processes give
+        the mean update of all T tasks.
 
         Args:
             tasks: (T, k) indices into the seen classes.
 
         Returns:
-            (T,) first-minibatch inner losses and (T,) ||theta_0 - theta_T||.
+            (T_own,) first-minibatch inner losses and (T_own,) ||theta_0 - theta_T|| of this
+            process's tasks.
         """
         rows, y, counts = self.task_data(tasks)
         text = self.bank.draw(self.seen[tasks], self.generator)
-        theta0 = self.hypernet(text)
         order = minibatch_order(counts, self.inner.epochs, self.generator)
+        mine = slice(self.rank, None, self.world_size)
+        theta0 = self.hypernet(text[mine])
+        if not len(counts[mine]):
+            empty = torch.zeros(0, device=self.device)
+            return empty, empty
         theta_t, first_loss = inner_train(
-            self.hypernet.target, theta0, self.features, rows, y, counts, self.inner, order
+            self.hypernet.target,
+            theta0,
+            self.features,
+            rows[mine],
+            y[mine],
+            counts[mine],
+            self.inner,
+            [o[mine] for o in order],
         )
-        self.optimizer.zero_grad(set_to_none=True)
-        hypernet_surrogate(theta0, theta_t).backward()
-        self.optimizer.step()
+        share = len(counts[mine]) / len(tasks)
+        (hypernet_surrogate(theta0, theta_t) * share).backward()
         sq = torch.stack(
             [((theta0[k].detach() - theta_t[k]) ** 2).flatten(1).sum(1) for k in theta0]
         )
         return first_loss, sq.sum(0).sqrt()
+
+    def step(self, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One hypernetwork step from a batch of tasks.
+
+        Emits theta_0 for every task, runs all inner loops at once, and steps along the mean
+        of the tasks' updates. With one task per step this is the paper's rule exactly. Under
+        torch.distributed (``world_size > 1``) the processes split the tasks and their
+        gradients are summed before the step.
+
+        Args:
+            tasks: (T, k) indices into the seen classes.
+
+        Returns:
+            (T_own,) first-minibatch inner losses and (T_own,) ||theta_0 - theta_T||.
+        """
+        self.optimizer.zero_grad(set_to_none=False)
+        first_loss, norms = self.accumulate(tasks)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            for p in self.hypernet.parameters():
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad)
+        self.optimizer.step()
+        return first_loss, norms
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Everything a resumed run needs beyond the config: weights, momentum, RNG, best.
