@@ -50,6 +50,14 @@ class TextConfig(_Section):
     model: str = Field(default="all-MiniLM-L6-v2", description="sentence-transformers model.")
     source: Literal["names", "descriptions"] = "descriptions"
     batch_size: int = Field(default=64, gt=0)
+    p_negative: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Chance that a task uses negative descriptions (needs attributes.json).",
+    )
+    n_attributes: int = Field(default=4, gt=0, description="Most attributes in one.")
+    negative_prefix: str = "Animal that is not: "
 
 
 class PointNetConfig(_Section):

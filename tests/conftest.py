@@ -34,10 +34,11 @@ def make_tiny_dataset(root: Path, seed: int = 0, n_classes: int = 14, dim: int =
     order = torch.randperm(len(combos), generator=g)[:n_classes].tolist()
     classes = [f"class_{i:02d}" for i in range(n_classes)]
     attrs = torch.zeros(n_classes, len(WORDS))
-    descriptions = {}
+    descriptions, attributes = {}, {}
     for c, combo_idx in enumerate(order):
         words = [WORDS[w] for w in combos[combo_idx]]
         attrs[c, list(combos[combo_idx])] = 1.0
+        attributes[classes[c]] = words
         descriptions[classes[c]] = [
             f"a {' '.join(words)} thing",
             f"something {words[2]}, {words[0]} and {words[1]}",
@@ -58,6 +59,7 @@ def make_tiny_dataset(root: Path, seed: int = 0, n_classes: int = 14, dim: int =
     }
     write_json(root / "split.json", split)
     write_json(root / "descriptions.json", descriptions)
+    write_json(root / "attributes.json", attributes)
     save_features(
         root / "features" / "pointnet.safetensors",
         torch.cat(feats),

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 SPLIT_FILE = "split.json"
 DESCRIPTIONS_FILE = "descriptions.json"
+ATTRIBUTES_FILE = "attributes.json"
 FEATURES_DIR = "features"
 
 
@@ -92,6 +93,8 @@ class ZeroShotDataset:
         split: the seen / validation / unseen classes.
         descriptions: class name -> one or more texts describing it.
         meta: free-form facts about how the features were made.
+        attributes: class name -> names of the attributes it has (optional; negative
+            descriptions are built from them).
     """
 
     name: str
@@ -102,6 +105,7 @@ class ZeroShotDataset:
     split: Split
     descriptions: dict[str, list[str]]
     meta: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def feature_dim(self) -> int:
@@ -237,7 +241,17 @@ def load_dataset(root: Path, name: str, feature_name: str) -> ZeroShotDataset:
     empty = [c for c in (*split.val, *split.unseen) if counts[classes.index(c)] == 0]
     if empty:
         raise DataError(f"Classes {empty} have no rows in the features of {root}.")
+    attributes: dict[str, list[str]] = {}
+    if (root / ATTRIBUTES_FILE).is_file():
+        attributes = read_json(root / ATTRIBUTES_FILE, "attributes")
+        if not isinstance(attributes, dict) or not all(
+            isinstance(v, list) and all(isinstance(a, str) for a in v) for v in attributes.values()
+        ):
+            raise DataError(
+                f"{root / ATTRIBUTES_FILE} must map each class name to a list of attribute names."
+            )
     return ZeroShotDataset(
+        attributes=attributes,
         name=name,
         classes=list(classes),
         features=features,

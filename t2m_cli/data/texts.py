@@ -108,3 +108,138 @@ class TextBank:
         picks = (torch.rand(flat.shape, generator=generator) * self._counts[flat]).long()
         rows = self._table[self._starts[flat] + picks]
         return self.embeddings[rows.to(self.embeddings.device)].reshape(*class_idx.shape, self.dim)
+
+
+@dataclass
+class NegativeDescriptions:
+    """Positive descriptions, replaced with probability ``p_negative`` by negative ones.
+
+    For a task's class a, a negative description names attributes that another class of the
+    task has and a lacks: ``prefix + "striped, black, ..."``, at most ``n_attributes`` of them
+    in random order (the paper's "Animal that is not: ..."). With k = 2 the other class is the
+    pair's partner; with more, any other class of the task. A class with no such attribute
+    keeps its positive description. The texts depend on the draw, so they are embedded when
+    first met and cached for the rest of the run.
+
+    Attributes:
+        bank: the positive descriptions.
+        attributes: per class (bank order), the attribute names it has.
+        encoder: embeds negative texts not seen before.
+        p_negative: chance that a task uses negative descriptions.
+        n_attributes: most attributes named in one negative description.
+        prefix: text before the attribute list.
+    """
+
+    bank: TextBank
+    attributes: list[frozenset[str]]
+    encoder: TextEncoder
+    p_negative: float
+    n_attributes: int = 4
+    prefix: str = "Animal that is not: "
+
+    def __post_init__(self) -> None:
+        self._cache: dict[str, torch.Tensor] = {}
+
+    @property
+    def dim(self) -> int:
+        return self.bank.dim
+
+    def to(self, device: torch.device | str) -> NegativeDescriptions:
+        moved = NegativeDescriptions(
+            self.bank.to(device),
+            self.attributes,
+            self.encoder,
+            self.p_negative,
+            self.n_attributes,
+            self.prefix,
+        )
+        moved._cache = self._cache
+        return moved
+
+    def negative_text(
+        self, cls: int, others: Sequence[int], generator: torch.Generator
+    ) -> str | None:
+        """A negative description of ``cls`` against ``others``, or None if none exists."""
+        import torch
+
+        union = frozenset().union(*(self.attributes[o] for o in others))
+        lacking = sorted(union - self.attributes[cls])
+        if not lacking:
+            return None
+        pick = torch.randperm(len(lacking), generator=generator)[: self.n_attributes]
+        return self.prefix + ", ".join(lacking[i] for i in pick.tolist())
+
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        new = sorted({t for t in texts if t not in self._cache})
+        if new:
+            vectors = self.encoder.encode(new)
+            self._cache.update({t: v.cpu() for t, v in zip(new, vectors)})
+        import torch
+
+        return torch.stack([self._cache[t] for t in texts])
+
+    def draw(self, class_idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Embeddings for a batch of tasks, negative for a ``p_negative`` share of them.
+
+        Args:
+            class_idx: (T, k) class indices, one task per row.
+            generator: CPU generator.
+
+        Returns:
+            (T, k, d) embeddings on the bank's device.
+        """
+        import torch
+
+        out = self.bank.draw(class_idx, generator)
+        if self.p_negative <= 0:
+            return out
+        tasks = class_idx.cpu().tolist()
+        negative = torch.rand(len(tasks), generator=generator) < self.p_negative
+        texts, where = [], []
+        for t in torch.nonzero(negative).flatten().tolist():
+            for i, cls in enumerate(tasks[t]):
+                others = [c for j, c in enumerate(tasks[t]) if j != i]
+                text = self.negative_text(cls, others, generator)
+                if text is not None:
+                    texts.append(text)
+                    where.append((t, i))
+        if texts:
+            rows, cols = zip(*where)
+            out = out.clone()
+            out[list(rows), list(cols)] = self._embed(texts).to(out.device, out.dtype)
+        return out
+
+
+Describer = TextBank | NegativeDescriptions
+"""What the trainer and the protocols draw task descriptions from."""
+
+
+def build_describer(
+    classes: Sequence[str],
+    descriptions: dict[str, list[str]],
+    attributes: dict[str, list[str]],
+    encoder: TextEncoder,
+    source: TextSource,
+    p_negative: float = 0.0,
+    n_attributes: int = 4,
+    prefix: str = "Animal that is not: ",
+) -> Describer:
+    """The description source a text config asks for: positive texts, maybe with negatives."""
+    bank = TextBank.build(classes, descriptions, source, encoder)
+    if p_negative <= 0:
+        return bank
+    missing = [c for c in classes if c not in attributes]
+    if missing:
+        raise DataError(
+            f"Negative descriptions (text.p_negative > 0) need the attributes of every class; "
+            f"{len(missing)} classes have none (e.g. '{missing[0]}'). Add attributes.json to "
+            "the dataset or set text.p_negative=0."
+        )
+    return NegativeDescriptions(
+        bank,
+        [frozenset(attributes[c]) for c in classes],
+        encoder,
+        p_negative,
+        n_attributes,
+        prefix,
+    )

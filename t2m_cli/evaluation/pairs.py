@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from t2m_cli.data.dataset import ZeroShotDataset
-from t2m_cli.data.texts import TextBank
+from t2m_cli.data.texts import Describer
 from t2m_cli.models.hypernet import Inducer
 
 
@@ -25,7 +25,7 @@ def ordered_pairs(n: int) -> torch.Tensor:
 @torch.no_grad()
 def pair_accuracies(
     hypernet: Inducer,
-    bank: TextBank,
+    bank: Describer,
     dataset: ZeroShotDataset,
     classes: Sequence[str],
     part: str,

@@ -64,13 +64,12 @@ def evaluate_run(
     import torch
 
     from t2m_cli.data.registry import open_dataset
-    from t2m_cli.data.texts import TextBank
     from t2m_cli.encoders.text import make_text_encoder
     from t2m_cli.evaluation.metrics import summarize
     from t2m_cli.evaluation.pairs import pair_accuracies
     from t2m_cli.training.checkpoint import load_checkpoint
     from t2m_cli.training.loop import resolve_device
-    from t2m_cli.training.run import load_run
+    from t2m_cli.training.run import describer_for, load_run
 
     config, _ = load_run(run_dir)
     device = resolve_device(config.train.device)
@@ -83,8 +82,7 @@ def evaluate_run(
         # The statistics saved at training time (seen classes' training rows), never refitted.
         dataset = norm.apply(dataset)
     encoder = make_text_encoder(config.text.model, cache_dir=text_cache_dir(cache_dir))
-    bank = TextBank.build(dataset.classes, dataset.descriptions, config.text.source, encoder)
-    bank = bank.to(device)
+    bank = describer_for(dataset, config, encoder).to(device)
     draw_seed = config.eval.seed if seed is None else seed
     report = EvalReport(
         run=run_dir.name,

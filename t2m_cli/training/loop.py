@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from t2m_cli.data.dataset import ZeroShotDataset
-from t2m_cli.data.texts import TextBank
+from t2m_cli.data.texts import Describer
 from t2m_cli.errors import UserInputError
 from t2m_cli.evaluation.metrics import Summary, summarize
 from t2m_cli.evaluation.pairs import ordered_pairs, pair_accuracies
@@ -134,7 +134,7 @@ class Trainer:
     def __init__(
         self,
         hypernet: Hypernetwork,
-        bank: TextBank,
+        bank: Describer,
         dataset: ZeroShotDataset,
         inner: InnerSettings,
         outer: OuterSettings,

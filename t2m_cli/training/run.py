@@ -35,7 +35,10 @@ from t2m_cli.paths import (
 from t2m_cli.yamlio import write_yaml
 
 if TYPE_CHECKING:
+    from t2m_cli.data.dataset import ZeroShotDataset
     from t2m_cli.data.normalize import FeatureNorm
+    from t2m_cli.data.texts import Describer
+    from t2m_cli.encoders.text import TextEncoder
     from t2m_cli.training.loggers import RunLogger
     from t2m_cli.training.loop import EpochResult, Trainer
 
@@ -68,13 +71,29 @@ def new_run_dir(config: Config) -> Path:
     return folder
 
 
+def describer_for(dataset: ZeroShotDataset, config: Config, encoder: TextEncoder) -> Describer:
+    """The description source a run's text config asks for, over all of a dataset's classes."""
+    from t2m_cli.data.texts import build_describer
+
+    t = config.text
+    return build_describer(
+        dataset.classes,
+        dataset.descriptions,
+        dataset.attributes,
+        encoder,
+        t.source,
+        t.p_negative,
+        t.n_attributes,
+        t.negative_prefix,
+    )
+
+
 def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, FeatureNorm | None]:
     """Everything a run trains with, built from its config: data, texts, model, optimiser."""
     import torch
 
     from t2m_cli.data.normalize import FeatureNorm
     from t2m_cli.data.registry import open_dataset
-    from t2m_cli.data.texts import TextBank
     from t2m_cli.encoders.text import make_text_encoder
     from t2m_cli.models.hypernet import build_hypernet
     from t2m_cli.training.inner import InnerSettings
@@ -90,7 +109,7 @@ def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, Fea
     encoder = make_text_encoder(
         config.text.model, cache_dir=text_cache_dir(cache_dir), batch_size=config.text.batch_size
     )
-    bank = TextBank.build(dataset.classes, dataset.descriptions, config.text.source, encoder)
+    bank = describer_for(dataset, config, encoder)
     torch.manual_seed(config.train.seed)
     m, t = config.model, config.train
     hypernet = build_hypernet(
