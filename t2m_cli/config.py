@@ -103,6 +103,7 @@ class TrainConfig(_Section):
     weight_decay: float = Field(default=1e-4, ge=0)
     seed: int = 0
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
+    amp: bool = Field(default=False, description="Mixed precision (bfloat16), meant for CUDA.")
 
     @field_validator("device")
     @classmethod

@@ -65,3 +65,25 @@ def test_split_across_processes_sums_to_the_single_process_gradient(tiny_root, n
     assert all(
         torch.equal(part.generator.get_state(), whole.generator.get_state()) for part in parts
     )
+
+
+def test_mixed_precision_trains_close_to_float32(tiny_root):
+    from t2m_cli.data.dataset import load_dataset
+    from t2m_cli.data.texts import TextBank
+    from t2m_cli.encoders.text import HashingEncoder
+    from t2m_cli.models.hypernet import build_hypernet
+    from t2m_cli.training.inner import InnerSettings
+    from t2m_cli.training.loop import OuterSettings, Trainer
+
+    ds = load_dataset(tiny_root, "tiny", "pointnet")
+    bank = TextBank.build(ds.classes, ds.descriptions, "descriptions", HashingEncoder(32))
+    results = {}
+    for amp in (False, True):
+        torch.manual_seed(0)
+        hn = build_hypernet("EV", text_dim=32, feature_dim=ds.feature_dim, hidden=8)
+        outer = OuterSettings(epochs=3, tasks_per_epoch=20, tasks_per_step=5, amp=amp, lr=0.025)
+        trainer = Trainer(hn, bank, ds, InnerSettings(), outer, torch.device("cpu"))
+        results[amp] = [r.inner_loss for r in trainer.epochs()]
+        assert all(p.dtype == torch.float32 for p in hn.parameters())
+    assert results[True] == pytest.approx(results[False], rel=0.05)
+    assert results[True] != results[False]  # bfloat16 products did run

@@ -94,7 +94,11 @@ def inner_train(
         The trained weights theta_T (detached, same shapes as ``theta0``) and (T,) the mean
         cross-entropy of each task's first minibatch under theta_0.
     """
-    params = {k: v.detach().clone().requires_grad_(True) for k, v in theta0.items()}
+    # The inner weights live in the features' precision even when theta_0 was emitted under
+    # autocast: SGD steps of 1e-4 vanish in bfloat16.
+    params = {
+        k: v.detach().to(features.dtype).clone().requires_grad_(True) for k, v in theta0.items()
+    }
     momentum = {k: torch.zeros_like(v) for k, v in params.items()}
     n_tasks = y.shape[0]
     device = features.device

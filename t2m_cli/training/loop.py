@@ -34,6 +34,7 @@ class OuterSettings:
     tasks_per_epoch: int = 100
     classes_per_task: int = 2
     tasks_per_step: int = 1
+    amp: bool = False
     lr: float = 0.005
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -207,20 +208,24 @@ class Trainer:
         text = self.bank.draw(self.seen[tasks], self.generator)
         order = minibatch_order(counts, self.inner.epochs, self.generator)
         mine = slice(self.rank, None, self.world_size)
-        theta0 = self.hypernet(text[mine])
         if not len(counts[mine]):
             empty = torch.zeros(0, device=self.device)
             return empty, empty
-        theta_t, first_loss = inner_train(
-            self.hypernet.target,
-            theta0,
-            self.features,
-            rows[mine],
-            y[mine],
-            counts[mine],
-            self.inner,
-            [o[mine] for o in order],
-        )
+        # Mixed precision: matrix products in bfloat16, weights, their updates and the loss in
+        # float32; bfloat16 keeps float32's range, so no loss scaling is needed.
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.outer.amp):
+            theta0 = self.hypernet(text[mine])
+            theta_t, first_loss = inner_train(
+                self.hypernet.target,
+                theta0,
+                self.features,
+                rows[mine],
+                y[mine],
+                counts[mine],
+                self.inner,
+                [o[mine] for o in order],
+            )
+        theta0 = {k: v.to(theta_t[k].dtype) for k, v in theta0.items()}
         share = len(counts[mine]) / len(tasks)
         (hypernet_surrogate(theta0, theta_t) * share).backward()
         sq = torch.stack(

@@ -135,6 +135,7 @@ def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, Fea
             tasks_per_epoch=t.tasks_per_epoch,
             classes_per_task=t.classes_per_task,
             tasks_per_step=t.tasks_per_step,
+            amp=t.amp,
             lr=t.lr,
             momentum=t.momentum,
             weight_decay=t.weight_decay,
