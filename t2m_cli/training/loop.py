@@ -1,4 +1,4 @@
-"""The outer training loop: tasks of seen classes, the inner loop, one hypernetwork step each.
+"""The outer training loop: tasks of seen classes, their inner loops, hypernetwork steps.
 
 The loop is a generator of per-epoch results so that callers (the CLI, a notebook, a test) decide
 what to log and when to checkpoint; it never touches files itself.
