@@ -1,0 +1,513 @@
+"""Bring your own data: a plain folder of arrays and text files, checked and converted.
+
+The folder holds:
+
+- ``features.npy`` (N, D) numbers, **or** ``features.safetensors`` with a tensor ``features``
+  (N, D); not both. Every value must be finite.
+- ``labels.npy`` (N,) integers, each an index into ``classes.json``.
+- ``classes.json``: a JSON list of the class names, each once.
+- ``descriptions.yaml`` (or ``.yml``, or ``descriptions.json``; exactly one of them): a mapping
+  from each class name to one text or a list of texts. Every class needs at least one.
+- ``split.json`` (optional): ``{"seen": [...], "val": [...], "unseen": [...]}``, class names,
+  each in at most one part. Without it, `convert_custom` draws a seeded split.
+- ``is_test.npy`` (optional): (N,) bool (or 0/1), True for a class's held-out rows. Without it,
+  `convert_custom` holds out a seeded fraction of each class's rows.
+- ``attributes.json`` (optional): class name -> list of attribute names.
+
+Example ``descriptions.yaml``::
+
+    zebra: a striped horse-like animal of the savanna
+    tiger:
+      - a large striped cat
+      - an orange cat with black stripes
+
+`check_custom` reports every problem it finds at once, so a user fixes the folder in one pass;
+`convert_custom` writes a t2m dataset folder (``split.json``, ``descriptions.json``,
+``features/<name>.safetensors``, maybe ``attributes.json``) from a folder that passes the check.
+Arrays are read with ``allow_pickle=False`` and YAML with ``yaml.safe_load``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from t2m_cli.data.dataset import (
+    ATTRIBUTES_FILE,
+    DESCRIPTIONS_FILE,
+    FEATURES_DIR,
+    SPLIT_FILE,
+    Split,
+    save_features,
+    write_json,
+)
+from t2m_cli.errors import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+FEATURE_FILES = ("features.npy", "features.safetensors")
+DESCRIPTION_FILES = ("descriptions.yaml", "descriptions.yml", "descriptions.json")
+PARTS = ("seen", "val", "unseen")
+
+
+@dataclass
+class _Folder:
+    """What could be read of a custom folder; None where a file was missing or unusable."""
+
+    features: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    classes: list[str] | None = None
+    descriptions: dict[str, list[str]] | None = None
+    split: dict[str, list[str]] | None = None
+    is_test: np.ndarray | None = None
+    attributes: dict[str, list[str]] | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def _npy(path: Path, problems: list[str]) -> np.ndarray | None:
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        problems.append(
+            f"{path.name} cannot be read without pickle ({exc}); save a plain numeric array "
+            "with numpy.save."
+        )
+    except Exception as exc:  # a damaged .npy raises OSError, EOFError, ...
+        problems.append(f"{path.name} is not a readable .npy file ({exc}); save it again.")
+    return None
+
+
+def _json(path: Path, problems: list[str]) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        problems.append(f"{path.name} is not valid JSON ({exc}); fix its syntax.")
+    except OSError as exc:
+        problems.append(f"{path.name} cannot be read ({exc}).")
+    return None
+
+
+def _read_features(root: Path, problems: list[str]) -> np.ndarray | None:
+    import numpy as np
+
+    present = [name for name in FEATURE_FILES if (root / name).is_file()]
+    if not present:
+        problems.append(
+            "features are missing: add features.npy (N, D) or features.safetensors "
+            "(tensor 'features')."
+        )
+        return None
+    if len(present) > 1:
+        problems.append("both features.npy and features.safetensors exist; keep only one.")
+        return None
+    path = root / present[0]
+    if path.suffix == ".npy":
+        features = _npy(path, problems)
+    else:
+        from safetensors.numpy import load_file
+
+        try:
+            tensors = load_file(str(path))
+        except Exception as exc:  # safetensors raises several types for a damaged file
+            problems.append(f"{path.name} is not a readable safetensors file ({exc}).")
+            return None
+        if "features" not in tensors:
+            problems.append(
+                f"{path.name} has no tensor named 'features' (it has {sorted(tensors)}); "
+                "save the (N, D) matrix under that name."
+            )
+            return None
+        features = tensors["features"]
+    if features is None:
+        return None
+    if features.ndim != 2 or not (
+        np.issubdtype(features.dtype, np.floating) or np.issubdtype(features.dtype, np.integer)
+    ):
+        problems.append(
+            f"{path.name} must be a 2-D numeric (N, D) array; it is {features.dtype} of shape "
+            f"{features.shape}."
+        )
+        return None
+    bad = ~np.isfinite(features).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        problems.append(
+            f"{path.name} has NaN or infinite values in {rows.size} rows (first: row "
+            f"{int(rows[0])}); fix or drop those samples."
+        )
+    return features
+
+
+def _read_labels(root: Path, problems: list[str]) -> np.ndarray | None:
+    import numpy as np
+
+    path = root / "labels.npy"
+    if not path.is_file():
+        problems.append("labels.npy is missing: add an (N,) integer array of class indices.")
+        return None
+    labels = _npy(path, problems)
+    if labels is None:
+        return None
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        problems.append(
+            f"labels.npy must be a 1-D integer array; it is {labels.dtype} of shape {labels.shape}."
+        )
+        return None
+    return labels.astype(np.int64)
+
+
+def _read_classes(root: Path, problems: list[str]) -> list[str] | None:
+    path = root / "classes.json"
+    if not path.is_file():
+        problems.append('classes.json is missing: add a JSON list of class names ["cat", ...].')
+        return None
+    classes = _json(path, problems)
+    if classes is None:
+        return None
+    if not isinstance(classes, list) or not all(isinstance(c, str) and c.strip() for c in classes):
+        problems.append("classes.json must be a JSON list of non-empty class names.")
+        return None
+    twice = sorted({c for c in classes if classes.count(c) > 1})
+    if twice:
+        problems.append(f"classes.json lists {twice} more than once; list each class once.")
+    if not classes:
+        problems.append("classes.json lists no classes.")
+        return None
+    return classes
+
+
+def _read_descriptions(root: Path, problems: list[str]) -> dict[str, list[str]] | None:
+    import yaml
+
+    present = [name for name in DESCRIPTION_FILES if (root / name).is_file()]
+    if not present:
+        problems.append(
+            "descriptions are missing: add descriptions.yaml (or descriptions.json) mapping "
+            "each class to a text or a list of texts."
+        )
+        return None
+    if len(present) > 1:
+        problems.append(f"{present} all exist; keep exactly one descriptions file.")
+        return None
+    path = root / present[0]
+    if path.suffix == ".json":
+        raw = _json(path, problems)
+        if raw is None:
+            return None
+    else:
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            detail = getattr(exc, "problem", None) or str(exc)
+            problems.append(f"{path.name} is not valid YAML{where} ({detail}); fix its syntax.")
+            return None
+        except (UnicodeDecodeError, OSError) as exc:
+            problems.append(f"{path.name} cannot be read as UTF-8 text ({exc}).")
+            return None
+    if not isinstance(raw, dict):
+        problems.append(f"{path.name} must map each class name to a text or a list of texts.")
+        return None
+    descriptions: dict[str, list[str]] = {}
+    malformed = []
+    for key, value in raw.items():
+        texts = [value] if isinstance(value, str) else value
+        if (
+            not isinstance(key, str)
+            or not isinstance(texts, list)
+            or not texts
+            or not all(isinstance(t, str) and t.strip() for t in texts)
+        ):
+            malformed.append(str(key))
+            continue
+        descriptions[key] = [t.strip() for t in texts]
+    if malformed:
+        problems.append(
+            f"{path.name}: the entries for {malformed} are not a non-empty text or list of "
+            "non-empty texts."
+        )
+    return descriptions
+
+
+def _read_split(root: Path, problems: list[str]) -> dict[str, list[str]] | None:
+    path = root / SPLIT_FILE
+    if not path.is_file():
+        return None
+    raw = _json(path, problems)
+    if raw is None:
+        return None
+    if (
+        not isinstance(raw, dict)
+        or set(raw) != set(PARTS)
+        or not all(isinstance(v, list) and all(isinstance(c, str) for c in v) for v in raw.values())
+    ):
+        problems.append(
+            'split.json must be {"seen": [...], "val": [...], "unseen": [...]} with lists of '
+            "class names."
+        )
+        return None
+    return raw
+
+
+def _read_is_test(root: Path, problems: list[str]) -> np.ndarray | None:
+    import numpy as np
+
+    path = root / "is_test.npy"
+    if not path.is_file():
+        return None
+    is_test = _npy(path, problems)
+    if is_test is None:
+        return None
+    if is_test.ndim != 1 or not (
+        is_test.dtype == np.bool_
+        or (np.issubdtype(is_test.dtype, np.integer) and np.isin(is_test, (0, 1)).all())
+    ):
+        problems.append("is_test.npy must be a 1-D bool (or 0/1) array, one entry per row.")
+        return None
+    return is_test.astype(bool)
+
+
+def _read_attributes(root: Path, problems: list[str]) -> dict[str, list[str]] | None:
+    path = root / ATTRIBUTES_FILE
+    if not path.is_file():
+        return None
+    raw = _json(path, problems)
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not all(
+        isinstance(v, list) and all(isinstance(a, str) for a in v) for v in raw.values()
+    ):
+        problems.append("attributes.json must map each class name to a list of attribute names.")
+        return None
+    return raw
+
+
+def _read(root: Path) -> _Folder:
+    import numpy as np
+
+    folder = _Folder()
+    problems = folder.problems
+    if not root.is_dir():
+        problems.append(f"{root} is not a folder; give the folder that holds features and labels.")
+        return folder
+    folder.features = _read_features(root, problems)
+    folder.labels = _read_labels(root, problems)
+    folder.classes = _read_classes(root, problems)
+    folder.descriptions = _read_descriptions(root, problems)
+    folder.split = _read_split(root, problems)
+    folder.is_test = _read_is_test(root, problems)
+    folder.attributes = _read_attributes(root, problems)
+
+    features, labels, classes = folder.features, folder.labels, folder.classes
+    if features is not None and labels is not None and len(labels) != len(features):
+        problems.append(
+            f"labels.npy has {len(labels)} entries but the features have {len(features)} rows; "
+            "give one label per row."
+        )
+    if folder.is_test is not None and labels is not None and len(folder.is_test) != len(labels):
+        problems.append(
+            f"is_test.npy has {len(folder.is_test)} entries but labels.npy has {len(labels)}; "
+            "give one per row."
+        )
+    counts = None
+    if labels is not None and classes is not None:
+        outside = (labels < 0) | (labels >= len(classes))
+        if outside.any():
+            problems.append(
+                f"labels.npy has {int(outside.sum())} labels outside 0..{len(classes) - 1} (e.g. "
+                f"{int(labels[outside][0])}); a label is an index into classes.json."
+            )
+        counts = np.bincount(labels[~outside], minlength=len(classes))
+        empty = [c for c, k in zip(classes, counts) if k == 0]
+        if empty:
+            problems.append(
+                f"classes {empty} have no rows in labels.npy; add samples or remove them from "
+                "classes.json."
+            )
+    known = set(classes or ())
+    if classes is not None and folder.descriptions is not None:
+        undescribed = [c for c in classes if c not in folder.descriptions]
+        if undescribed:
+            problems.append(
+                f"classes {undescribed} have no description; add them to the descriptions file."
+            )
+        unknown = sorted(set(folder.descriptions) - known)
+        if unknown:
+            problems.append(
+                f"the descriptions file describes {unknown}, which are not in classes.json; "
+                "fix the names or add the classes."
+            )
+    if folder.split is None and classes is not None and len(classes) < 3:
+        problems.append(
+            f"there is no split.json and only {len(classes)} classes; a drawn split needs at "
+            "least 3 (seen, validation, unseen). Add classes or write split.json."
+        )
+    if folder.split is not None:
+        _check_split(folder.split, classes, problems)
+        if (
+            folder.is_test is not None
+            and labels is not None
+            and classes is not None
+            and len(folder.is_test) == len(labels)
+        ):
+            index = {c: i for i, c in enumerate(classes)}
+            no_train = [
+                c
+                for c in folder.split["seen"]
+                if c in index and not ((labels == index[c]) & ~folder.is_test).any()
+            ]
+            if no_train:
+                problems.append(
+                    f"seen classes {no_train} have no training rows (is_test is True for all "
+                    "their rows); leave some rows False."
+                )
+    if folder.attributes is not None and classes is not None:
+        unknown = sorted(set(folder.attributes) - known)
+        if unknown:
+            problems.append(
+                f"attributes.json names classes {unknown} that are not in classes.json."
+            )
+    return folder
+
+
+def _check_split(
+    split: dict[str, list[str]], classes: list[str] | None, problems: list[str]
+) -> None:
+    for part in PARTS:
+        twice = sorted({c for c in split[part] if split[part].count(c) > 1})
+        if twice:
+            problems.append(f"split.json lists {twice} more than once in '{part}'.")
+    for i, a in enumerate(PARTS):
+        for b in PARTS[i + 1 :]:
+            both = sorted(set(split[a]) & set(split[b]))
+            if both:
+                problems.append(
+                    f"split.json puts {both} in both '{a}' and '{b}'; a class belongs to one part."
+                )
+    if classes is not None:
+        stray = sorted({c for part in PARTS for c in split[part]} - set(classes))
+        if stray:
+            problems.append(
+                f"split.json names {stray}, which are not in classes.json; fix the names."
+            )
+    if not split["seen"] or not split["unseen"]:
+        problems.append("split.json needs at least one 'seen' and one 'unseen' class.")
+
+
+def check_custom(path: Path) -> list[str]:
+    """Every problem with a bring-your-own-data folder, each saying what to fix.
+
+    Args:
+        path: the folder (format in the module docstring).
+
+    Returns:
+        Problems, in a stable order; empty when the folder can be converted.
+    """
+    return _read(Path(path)).problems
+
+
+def convert_custom(
+    path: Path,
+    dst: Path,
+    *,
+    feature_name: str = "custom",
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    unseen_fraction: float = 0.25,
+    test_fraction: float = 0.2,
+) -> Path:
+    """Check a bring-your-own-data folder and write it as a t2m dataset folder.
+
+    Args:
+        path: the custom folder (format in the module docstring).
+        dst: the t2m dataset folder to write (created if needed).
+        feature_name: stem of the feature file under ``features/``; load it with
+            ``load_dataset(dst, name, feature_name)``.
+        seed: seed of the split and held-out rows drawn when ``split.json`` / ``is_test.npy``
+            are absent.
+        val_fraction: share of classes drawn for validation without ``split.json``.
+        unseen_fraction: share of classes drawn as unseen without ``split.json``.
+        test_fraction: share of each class's rows held out without ``is_test.npy``.
+
+    Returns:
+        ``dst``.
+
+    Raises:
+        DataError: the folder has problems; the message lists all of them.
+    """
+    import numpy as np
+    import torch
+
+    path, dst = Path(path), Path(dst)
+    folder = _read(path)
+    if folder.problems:
+        listing = "\n".join(f"  - {p}" for p in folder.problems)
+        raise DataError(
+            f"{path} cannot be converted; fix these {len(folder.problems)} problems:\n{listing}"
+        )
+    assert folder.features is not None and folder.labels is not None
+    assert folder.classes is not None and folder.descriptions is not None
+    classes, labels = folder.classes, folder.labels
+    rng = np.random.default_rng(seed)
+    if folder.split is not None:
+        split = Split.from_json(folder.split, str(path / SPLIT_FILE))
+        split_source = "split.json"
+    else:
+        split = _draw_split(classes, rng, val_fraction, unseen_fraction)
+        split_source = f"drawn: seed {seed}, val {val_fraction}, unseen {unseen_fraction}"
+    if folder.is_test is not None:
+        is_test = folder.is_test
+        test_source = "is_test.npy"
+    else:
+        is_test = np.zeros(len(labels), dtype=bool)
+        for c in range(len(classes)):
+            rows = np.flatnonzero(labels == c)
+            n_test = int(len(rows) * test_fraction)
+            is_test[rng.choice(rows, size=n_test, replace=False)] = True
+        test_source = f"drawn: {test_fraction} of each class's rows, seed {seed}"
+    meta = {
+        "source": "custom",
+        "extractor": "user-supplied features",
+        "split": split_source,
+        "is_test": test_source,
+    }
+    dst.mkdir(parents=True, exist_ok=True)
+    save_features(
+        dst / FEATURES_DIR / f"{feature_name}.safetensors",
+        torch.from_numpy(np.ascontiguousarray(folder.features, dtype=np.float32)),
+        torch.from_numpy(labels),
+        torch.from_numpy(is_test),
+        list(classes),
+        meta,
+    )
+    write_json(dst / DESCRIPTIONS_FILE, {c: folder.descriptions[c] for c in classes})
+    if folder.attributes is not None:
+        write_json(dst / ATTRIBUTES_FILE, folder.attributes)
+    write_json(dst / SPLIT_FILE, split.to_json())
+    return dst
+
+
+def _draw_split(
+    classes: list[str], rng: np.random.Generator, val_fraction: float, unseen_fraction: float
+) -> Split:
+    n = len(classes)
+    if n < 3:
+        raise DataError(
+            f"Only {n} classes and no split.json: a drawn split needs at least 3 classes "
+            "(seen, validation, unseen). Add classes or write split.json."
+        )
+    n_unseen = min(max(1, round(n * unseen_fraction)), n - 2)
+    n_val = min(max(1, round(n * val_fraction)), n - 1 - n_unseen)
+    order = [classes[int(i)] for i in rng.permutation(n)]
+    unseen, val = set(order[:n_unseen]), set(order[n_unseen : n_unseen + n_val])
+    return Split(
+        seen=tuple(c for c in classes if c not in unseen and c not in val),
+        val=tuple(c for c in classes if c in val),
+        unseen=tuple(c for c in classes if c in unseen),
+    )
