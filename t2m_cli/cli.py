@@ -98,20 +98,83 @@ def _load(args: list[str] | None, extra: list[str] | None = None):
 
 @app.command()
 def download(
-    name: Annotated[str, typer.Argument(help="Dataset name (shapes).")] = "shapes",
+    name: Annotated[
+        str | None, typer.Argument(help="Dataset name (see --list).", show_default=False)
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of a generated dataset.")] = 0,
+    list_: Annotated[
+        bool, typer.Option("--list", help="Show every dataset, its files and their state.")
+    ] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="With --list: re-hash cached files (slow).")
+    ] = False,
+    mirror: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL serving the same file names (default: $T2M_MIRROR).",
+            show_default=False,
+        ),
+    ] = None,
+    from_path: Annotated[
+        Path | None,
+        typer.Option("--from", help="Use a file you already have instead of downloading."),
+    ] = None,
+    json_out: JsonOut = False,
     cache_dir: CacheDir = None,
     quiet: Quiet = False,
 ) -> None:
     """Fetch a dataset into the cache; [bold]shapes[/] is generated on this machine."""
     with _errors(quiet):
         from t2m_cli.data.registry import download as fetch
-        from t2m_cli.data.registry import get_spec
+        from t2m_cli.data.registry import get_spec, list_datasets
 
+        if list_ or verify:
+            _render_datasets(list_datasets(cache_dir, check_hash=verify), json_out)
+            return
+        if name is None:
+            raise UserInputError("Name a dataset to download, or use --list to see them.")
         spec = get_spec(name)
         with console.progress_task(f"download {spec.name}") as progress:
-            root = fetch(spec.name, cache_dir=cache_dir, seed=seed, progress=progress)
+            root = fetch(
+                spec.name,
+                cache_dir=cache_dir,
+                seed=seed,
+                progress=progress,
+                mirror=mirror,
+                from_path=from_path,
+            )
         console.out.print(f"{spec.name}: {root}")
+
+
+def _render_datasets(rows, json_out: bool) -> None:
+    if json_out:
+        console.out.print_json(
+            json.dumps(
+                [
+                    {
+                        "name": r.name,
+                        "ready": r.ready,
+                        "files": [
+                            {"file": f, "cached": c, "size": s, "state": st}
+                            for f, c, s, st in r.files
+                        ],
+                    }
+                    for r in rows
+                ]
+            )
+        )
+        return
+    from rich.table import Table
+
+    table = Table(title="datasets")
+    for column in ("name", "ready", "files", "what"):
+        table.add_column(column)
+    for r in rows:
+        files = "; ".join(
+            f"{f} {'' if s is None else f'{s / 1e6:.0f} MB '}{st}" for f, _, s, st in r.files
+        )
+        table.add_row(r.name, "yes" if r.ready else "no", files or "generated", r.summary)
+    console.out.print(table)
 
 
 @app.command()

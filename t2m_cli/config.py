@@ -23,8 +23,6 @@ from pydantic import (
 from t2m_cli.errors import ConfigError
 from t2m_cli.yamlio import apply_overrides, format_validation_error, load_yaml
 
-DATASETS = ("shapes",)
-
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -33,11 +31,21 @@ class _Section(BaseModel):
 class DatasetConfig(_Section):
     """Which dataset, where it lives, and which feature file to read."""
 
-    name: Literal["shapes"] = "shapes"
+    name: str = Field(default="shapes", description="A name `t2m download --list` shows.")
     root: Path | None = Field(
         default=None, description="Dataset folder; default <cache>/datasets/<name>."
     )
     features: str = Field(default="pointnet", description="Feature file stem under features/.")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from t2m_cli.data.registry import DATASETS
+
+        if value not in DATASETS:
+            raise ValueError(f"unknown dataset; choose one of {', '.join(sorted(DATASETS))}")
+        return value
+
     standardize: bool = Field(
         default=True,
         description="Standardise features with the seen classes' training-row statistics.",

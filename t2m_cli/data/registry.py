@@ -1,4 +1,10 @@
-"""Datasets by name: how each is fetched or generated, and where its files live."""
+"""Datasets by name: how each is fetched or generated, and where its files live.
+
+A dataset folder is always in t2m's own layout (``split.json``, ``descriptions.json``, optional
+``attributes.json``, ``features/``), plus the meshes of a mesh dataset. Remote files land in
+``<cache>/downloads`` first, checked against the lock file (see `t2m_cli.download`), and are
+then extracted or converted into ``<cache>/datasets/<name>``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,28 @@ from pathlib import Path
 from t2m_cli.console import ProgressCallback
 from t2m_cli.data.dataset import ZeroShotDataset, load_dataset
 from t2m_cli.errors import DataError, UserInputError
-from t2m_cli.paths import dataset_dir
+from t2m_cli.paths import cache_root, dataset_dir
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """What a dataset's fetch step may use.
+
+    Attributes:
+        root: the dataset folder to create.
+        cache_dir: cache root override.
+        seed: seed of a generated dataset.
+        mirror: base URL replacing the original host (see `t2m_cli.download.resolve_url`).
+        from_path: a file the user already has, used instead of downloading.
+        progress: ``callback(done, total)``.
+    """
+
+    root: Path
+    cache_dir: Path | None = None
+    seed: int = 0
+    mirror: str | None = None
+    from_path: Path | None = None
+    progress: ProgressCallback | None = None
 
 
 @dataclass(frozen=True)
@@ -19,20 +46,85 @@ class DatasetSpec:
     Attributes:
         name: the name the CLI and configs use.
         summary: one line for listings.
-        fetch: ``fetch(root, seed, progress) -> root`` downloads or generates the dataset.
+        fetch: ``fetch(request) -> root`` downloads or generates the dataset.
         meshes: the dataset holds meshes, so `t2m encode` must build point-cloud features.
+        remote: names of the registry's remote files it needs (empty when generated).
     """
 
     name: str
     summary: str
-    fetch: Callable[[Path, int, ProgressCallback | None], Path]
+    fetch: Callable[[FetchRequest], Path]
     meshes: bool
+    remote: tuple[str, ...] = ()
 
 
-def _fetch_shapes(root: Path, seed: int, progress: ProgressCallback | None) -> Path:
+def downloads_dir(cache_dir: Path | None = None) -> Path:
+    """Where remote files are kept, as downloaded."""
+    return cache_root(cache_dir) / "downloads"
+
+
+def fetch_remote(name: str, request: FetchRequest) -> list[Path]:
+    """Download (or take from ``from_path``) every remote file of a registry entry."""
+    from t2m_cli.download import REMOTE_DATASETS, default_lock_path, fetch
+
+    files = REMOTE_DATASETS[name]
+    if request.from_path is not None and len(files) != 1:
+        raise UserInputError(f"--from takes one file, and '{name}' has {len(files)}.")
+    return [
+        fetch(
+            remote,
+            downloads_dir(request.cache_dir),
+            lock_path=default_lock_path(request.cache_dir),
+            mirror=request.mirror,
+            from_path=request.from_path,
+            progress=request.progress,
+        )
+        for remote in files
+    ]
+
+
+def _fetch_shapes(request: FetchRequest) -> Path:
     from t2m_cli.data.shapes import generate_shapes
 
-    return generate_shapes(root, seed=seed, progress=progress)
+    if request.from_path is not None or request.mirror is not None:
+        raise UserInputError(
+            "'shapes' is generated on this machine: --from and --mirror do not apply."
+        )
+    return generate_shapes(request.root, seed=request.seed, progress=request.progress)
+
+
+def _fetch_modelnet40(request: FetchRequest) -> Path:
+    """ModelNet40.zip -> ``<root>/<class>/{train,test}/*.off`` with the paper's split."""
+    import shutil
+
+    from t2m_cli.data.dataset import DESCRIPTIONS_FILE, SPLIT_FILE, write_json
+    from t2m_cli.data.modelnet import MODELNET40_SPLIT
+    from t2m_cli.data.texts import class_name_text
+    from t2m_cli.download import extract_zip
+
+    (archive,) = fetch_remote("modelnet40", request)
+    if (request.root / SPLIT_FILE).is_file():
+        return request.root
+    staging = request.root.with_name(f".{request.root.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    extract_zip(archive, staging)
+    # The archive holds one top folder (ModelNet40/); its class folders become the dataset's.
+    inner = [p for p in staging.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))]
+    top = inner[0] if len(inner) == 1 else staging
+    classes = (*MODELNET40_SPLIT.seen, *MODELNET40_SPLIT.val, *MODELNET40_SPLIT.unseen)
+    missing = [c for c in classes if not (top / c).is_dir()]
+    if missing:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DataError(
+            f"{archive.name} has no folders for {missing[:5]}; it is not ModelNet40. "
+            "Delete it from the downloads folder and download again."
+        )
+    write_json(top / SPLIT_FILE, MODELNET40_SPLIT.to_json())
+    write_json(top / DESCRIPTIONS_FILE, {c: [class_name_text(c)] for c in classes})
+    request.root.parent.mkdir(parents=True, exist_ok=True)
+    top.rename(request.root)
+    shutil.rmtree(staging, ignore_errors=True)
+    return request.root
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -41,6 +133,13 @@ DATASETS: dict[str, DatasetSpec] = {
         summary="40 classes of generated 3-D shapes with written descriptions (no network)",
         fetch=_fetch_shapes,
         meshes=True,
+    ),
+    "modelnet40": DatasetSpec(
+        name="modelnet40",
+        summary="ModelNet40 meshes (Princeton), the paper's 26 / 7 / 7 split, class names",
+        fetch=_fetch_modelnet40,
+        meshes=True,
+        remote=("modelnet40",),
     ),
 }
 
@@ -66,10 +165,48 @@ def download(
     seed: int = 0,
     root: Path | None = None,
     progress: ProgressCallback | None = None,
+    mirror: str | None = None,
+    from_path: Path | None = None,
 ) -> Path:
     """Fetch (or generate) a dataset into the cache and return its folder."""
     spec = get_spec(name)
-    return spec.fetch(resolve_root(name, root, cache_dir), seed, progress)
+    request = FetchRequest(
+        resolve_root(name, root, cache_dir), cache_dir, seed, mirror, from_path, progress
+    )
+    return spec.fetch(request)
+
+
+@dataclass(frozen=True)
+class DatasetStatus:
+    """One row of `t2m download --list`."""
+
+    name: str
+    summary: str
+    ready: bool
+    files: list[tuple[str, bool, int | None, str]]
+    """(file name, cached, size in bytes, check state) per remote file."""
+
+
+def list_datasets(cache_dir: Path | None = None, check_hash: bool = False) -> list[DatasetStatus]:
+    """Every dataset with its folder's state and its remote files' cache and check state."""
+    from t2m_cli.data.dataset import SPLIT_FILE
+    from t2m_cli.download import REMOTE_DATASETS, default_lock_path, status
+
+    rows = []
+    for spec in DATASETS.values():
+        files = []
+        for name in spec.remote:
+            for remote in REMOTE_DATASETS[name]:
+                s = status(
+                    remote,
+                    downloads_dir(cache_dir),
+                    default_lock_path(cache_dir),
+                    check_hash=check_hash,
+                )
+                files.append((s.filename, s.cached, s.size, s.state))
+        ready = (dataset_dir(spec.name, cache_dir) / SPLIT_FILE).is_file()
+        rows.append(DatasetStatus(spec.name, spec.summary, ready, files))
+    return rows
 
 
 def open_dataset(
