@@ -400,6 +400,81 @@ def induce(
             )
 
 
+data_app = typer.Typer(
+    help="Your own data: check a folder in t2m's import format, and import it (or xlsa17 files).",
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+def data_check(
+    path: Annotated[Path, typer.Argument(help="A folder in the import format (see README).")],
+    quiet: Quiet = False,
+) -> None:
+    """Report every problem of a data folder at once; exit 2 if there is any."""
+    with _errors(quiet):
+        from t2m_cli.data.custom import check_custom
+
+        problems = check_custom(path)
+        if problems:
+            listed = "\n".join(f"  - {p}" for p in problems)
+            raise UserInputError(f"{path} has {len(problems)} problem(s):\n{listed}")
+        console.out.print(f"{path}: no problems found")
+
+
+@data_app.command("import")
+def data_import(
+    path: Annotated[
+        Path, typer.Argument(help="A data folder (custom) or a res101.mat file (xlsa17).")
+    ],
+    name: Annotated[str, typer.Option(help="Dataset name to train with (dataset.name).")],
+    format_: Annotated[
+        str, typer.Option("--format", help="custom (the import folder format) or xlsa17.")
+    ] = "custom",
+    splits: Annotated[
+        Path | None,
+        typer.Option(help="xlsa17: the att_splits.mat / sent_splits.mat file.", show_default=False),
+    ] = None,
+    n_val: Annotated[
+        int | None, typer.Option(help="xlsa17: validation classes to carve out of the seen ones.")
+    ] = None,
+    cache_dir: CacheDir = None,
+    quiet: Quiet = False,
+) -> None:
+    """Convert your data into a t2m dataset under the cache, ready for encode and train."""
+    with _errors(quiet):
+        import re
+
+        from t2m_cli.data.registry import DATASETS
+        from t2m_cli.paths import dataset_dir
+
+        if name in DATASETS or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise UserInputError(
+                f"--name '{name}' must be letters, digits, '.', '_' or '-', and not a built-in "
+                f"dataset ({', '.join(sorted(DATASETS))})."
+            )
+        dst = dataset_dir(name, cache_dir)
+        if dst.exists():
+            raise UserInputError(f"{dst} already exists; choose another --name or delete it.")
+        if format_ == "custom":
+            from t2m_cli.data.custom import convert_custom
+
+            convert_custom(path, dst)
+            features = "custom"
+        elif format_ == "xlsa17":
+            from t2m_cli.data.xlsa17 import read_xlsa17, to_t2m
+
+            if splits is None:
+                raise UserInputError("--format xlsa17 needs --splits (att_splits.mat).")
+            to_t2m(read_xlsa17(path, splits), dst, n_val=n_val)
+            features = "res101"
+        else:
+            raise UserInputError(f"--format must be 'custom' or 'xlsa17', not '{format_}'.")
+        console.out.print(f"{name}: {dst}")
+        console.out.print(f"train with: t2m train dataset.name={name} dataset.features={features}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

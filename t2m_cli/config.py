@@ -40,10 +40,17 @@ class DatasetConfig(_Section):
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
-        from t2m_cli.data.registry import DATASETS
+        import re
 
-        if value not in DATASETS:
-            raise ValueError(f"unknown dataset; choose one of {', '.join(sorted(DATASETS))}")
+        from t2m_cli.data.registry import DATASETS, FILE_ONLY
+
+        if value in FILE_ONLY:
+            raise ValueError(f"'{value}' is a file that feeds another dataset, not a dataset")
+        if value not in DATASETS and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+            raise ValueError(
+                f"unknown dataset; choose one of {', '.join(sorted(DATASETS))}, or the name "
+                "given to `t2m data import`"
+            )
         return value
 
     standardize: bool = Field(

@@ -127,6 +127,56 @@ def _fetch_modelnet40(request: FetchRequest) -> Path:
     return request.root
 
 
+def _fetch_file(name: str) -> Callable[[FetchRequest], Path]:
+    """A registry entry that is one remote file, kept as downloaded (descriptors, attributes)."""
+
+    def fetch(request: FetchRequest) -> Path:
+        (path,) = fetch_remote(name, request)
+        return path
+
+    return fetch
+
+
+def _cached_pickle(name: str, cache_dir: Path | None, reader: str) -> dict | None:
+    """Read a remote pickle of the registry if it was downloaded, else None."""
+    from t2m_cli.data import original
+    from t2m_cli.download import REMOTE_DATASETS
+
+    path = downloads_dir(cache_dir) / REMOTE_DATASETS[name][0].filename
+    return getattr(original, reader)(path) if path.is_file() else None
+
+
+def _fetch_original(name: str) -> Callable[[FetchRequest], Path]:
+    """<name>.zip of the paper's host -> a t2m dataset folder (features as published)."""
+
+    def fetch(request: FetchRequest) -> Path:
+        import shutil
+
+        from t2m_cli.data.dataset import SPLIT_FILE
+        from t2m_cli.data.original import convert_original_dataset
+        from t2m_cli.download import extract_zip
+
+        (archive,) = fetch_remote(name, request)
+        if (request.root / SPLIT_FILE).is_file():
+            return request.root
+        staging = request.root.with_name(f".{request.root.name}.staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            extract_zip(archive, staging)
+            # GPT descriptions and attribute lists (AwA) are used when they were downloaded:
+            # `t2m download descriptors` / `t2m download attributes` before this one.
+            descriptions = attributes = None
+            if name == "awa":
+                descriptions = _cached_pickle("descriptors", request.cache_dir, "read_descriptors")
+                attributes = _cached_pickle("attributes", request.cache_dir, "read_attributes")
+            convert_original_dataset(staging, request.root, name, descriptions, attributes)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return request.root
+
+    return fetch
+
+
 DATASETS: dict[str, DatasetSpec] = {
     "shapes": DatasetSpec(
         name="shapes",
@@ -141,7 +191,45 @@ DATASETS: dict[str, DatasetSpec] = {
         meshes=True,
         remote=("modelnet40",),
     ),
+    "awa": DatasetSpec(
+        name="awa",
+        summary="AwA2 as the paper publishes it: 512-d features, 28 / 12 / 10 classes",
+        fetch=_fetch_original("awa"),
+        meshes=False,
+        remote=("awa",),
+    ),
+    "cub": DatasetSpec(
+        name="cub",
+        summary="CUB-200 as the paper publishes it: 512-d features, 100 / 50 / 50 classes",
+        fetch=_fetch_original("cub"),
+        meshes=False,
+        remote=("cub",),
+    ),
+    "sun": DatasetSpec(
+        name="sun",
+        summary="SUN as the paper publishes it: 512-d features",
+        fetch=_fetch_original("sun"),
+        meshes=False,
+        remote=("sun",),
+    ),
+    "descriptors": DatasetSpec(
+        name="descriptors",
+        summary="GPT descriptions of the AwA classes (used by `t2m download awa`)",
+        fetch=_fetch_file("descriptors"),
+        meshes=False,
+        remote=("descriptors",),
+    ),
+    "attributes": DatasetSpec(
+        name="attributes",
+        summary="AwA attribute names per class, for negative descriptions",
+        fetch=_fetch_file("attributes"),
+        meshes=False,
+        remote=("attributes",),
+    ),
 }
+
+FILE_ONLY = ("descriptors", "attributes")
+"""Registry entries that are single files feeding another dataset, not datasets to train on."""
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -150,7 +238,8 @@ def get_spec(name: str) -> DatasetSpec:
         return DATASETS[name]
     except KeyError:
         raise UserInputError(
-            f"Unknown dataset '{name}'; known datasets: {', '.join(sorted(DATASETS))}."
+            f"Unknown dataset '{name}'; known datasets: {', '.join(sorted(DATASETS))} "
+            "(your own data: `t2m data import`)."
         ) from None
 
 
@@ -215,10 +304,8 @@ def open_dataset(
     """Load a downloaded and encoded dataset, saying which step is missing if it is not."""
     folder = resolve_root(name, root, cache_dir)
     if not folder.is_dir():
-        raise DataError(
-            f"Dataset '{name}' is not at {folder}. Run `t2m download {name}` first"
-            " (and `t2m encode`)."
-        )
+        how = f"`t2m download {name}`" if name in DATASETS else "`t2m data import PATH --name`"
+        raise DataError(f"Dataset '{name}' is not at {folder}. Run {how} first (and `t2m encode`).")
     if not (folder / "features" / f"{features}.safetensors").is_file():
         raise DataError(
             f"Dataset '{name}' at {folder} has no '{features}' features yet. Run `t2m encode`."

@@ -12,7 +12,7 @@ from pathlib import Path
 from t2m_cli.config import Config
 from t2m_cli.console import ProgressCallback
 from t2m_cli.data.dataset import DESCRIPTIONS_FILE, SPLIT_FILE, Split, read_json
-from t2m_cli.data.registry import get_spec, resolve_root
+from t2m_cli.data.registry import DATASETS, resolve_root
 from t2m_cli.data.texts import class_name_text
 from t2m_cli.encoders.text import make_text_encoder
 from t2m_cli.errors import DataError
@@ -46,16 +46,16 @@ def encode_dataset(
         device: torch device for PointNet training and extraction.
         progress: ``callback(done, total)`` for the PointNet step.
     """
-    spec = get_spec(config.dataset.name)
-    root = resolve_root(spec.name, config.dataset.root, cache_dir)
+    name = config.dataset.name
+    spec = DATASETS.get(name)
+    root = resolve_root(name, config.dataset.root, cache_dir)
     if not root.is_dir():
-        raise DataError(
-            f"Dataset '{spec.name}' is not at {root}. Run `t2m download {spec.name}` first."
-        )
+        how = f"`t2m download {name}`" if spec else "`t2m data import PATH --name`"
+        raise DataError(f"Dataset '{name}' is not at {root}. Run {how} first.")
     split = Split.from_json(read_json(root / SPLIT_FILE, "split"), str(root / SPLIT_FILE))
     feature_file = root / "features" / f"{config.dataset.features}.safetensors"
     built = False
-    if spec.meshes and (force or not feature_file.is_file()):
+    if spec is not None and spec.meshes and (force or not feature_file.is_file()):
         from t2m_cli.encoders.pointnet import encode_point_features
 
         pn = config.pointnet

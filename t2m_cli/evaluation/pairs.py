@@ -14,6 +14,7 @@ import torch
 
 from t2m_cli.data.dataset import ZeroShotDataset
 from t2m_cli.data.texts import Describer
+from t2m_cli.errors import DataError
 from t2m_cli.models.hypernet import Inducer
 
 
@@ -47,6 +48,12 @@ def pair_accuracies(
     Returns:
         pairs (P, 2) dataset labels and acc (P,) float accuracies, P = len(classes) * (len - 1).
     """
+    if len(classes) < 2:
+        raise DataError(
+            f"The pair protocol needs at least two classes, and this split part has "
+            f"{len(classes)} ({', '.join(classes) or 'none'}). Give the split at least two "
+            "validation and two unseen classes."
+        )
     device = next(hypernet.parameters()).device
     labels = torch.tensor([dataset.index(c) for c in classes], dtype=torch.long)
     rows = [dataset.class_rows(c, part) for c in classes]

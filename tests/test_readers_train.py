@@ -1,0 +1,132 @@
+"""Every reader feeds `t2m train` through the same code: original zips, xlsa17, own data."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+from test_custom import make_folder
+from test_original import write_original
+from test_xlsa17 import fake_res101, real_splits
+from typer.testing import CliRunner
+
+from t2m_cli.cli import app
+
+runner = CliRunner()
+FAST = ["text.model=hashing", "train.epochs=1", "train.tasks_per_epoch=5", "model.hidden=8"]
+
+
+def _train(tmp_path, name, features):
+    return runner.invoke(
+        app,
+        [
+            "train",
+            f"dataset.name={name}",
+            f"dataset.features={features}",
+            *FAST,
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "-q",
+        ],
+    )
+
+
+def test_original_awa_zip_downloads_converts_and_trains(tmp_path):
+    layout = {
+        "train_visual_feature_extractor": {"antelope": 6, "killer+whale": 5, "otter": 4},
+        "eval_visual_feature_extractor": {"antelope": 2, "killer+whale": 2, "otter": 2},
+        "train_hn": {"bat": 3, "cow": 3},
+        "eval_hn": {"bat": 2, "cow": 2},
+        "zs_classes": {"zebra": 4, "blue+whale": 3},
+    }
+    write_original(tmp_path / "src", "awa", layout)
+    archive = tmp_path / "awa.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in (tmp_path / "src").rglob("*.pkl"):
+            z.write(f, f.relative_to(tmp_path / "src"))
+    result = runner.invoke(
+        app, ["download", "awa", "--from", str(archive), "--cache-dir", str(tmp_path / "cache")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cache" / "datasets" / "awa" / "features" / "original.safetensors").is_file()
+    result = _train(tmp_path, "awa", "original")
+    assert result.exit_code == 0, result.output
+
+
+def test_own_data_check_import_and_train(tmp_path):
+    folder = make_folder(tmp_path / "mine")
+    classes = json.loads((folder / "classes.json").read_text())
+    split = {"seen": classes[:2], "val": classes[2:4], "unseen": classes[4:]}
+    (folder / "split.json").write_text(json.dumps(split))
+    result = runner.invoke(app, ["data", "check", str(folder)])
+    assert result.exit_code == 0, result.output
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    result = runner.invoke(app, ["data", "import", str(folder), "--name", "mine", *cache])
+    assert result.exit_code == 0, result.output
+    assert "dataset.features=custom" in result.stdout
+    result = _train(tmp_path, "mine", "custom")
+    assert result.exit_code == 0, result.output
+
+    result = runner.invoke(app, ["data", "import", str(folder), "--name", "mine", *cache])
+    assert result.exit_code == 2 and "already exists" in result.stderr
+    result = runner.invoke(app, ["data", "import", str(folder), "--name", "shapes", *cache])
+    assert result.exit_code == 2 and "built-in" in result.stderr
+
+
+def test_data_check_reports_every_problem_and_exits_2(tmp_path):
+    folder = make_folder(tmp_path / "bad")
+    (folder / "classes.json").write_text(json.dumps(["zebra"]))
+    (folder / "descriptions.yaml").write_text("zebra: [striped]\n")
+    result = runner.invoke(app, ["data", "check", str(folder)])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n  - ") >= 2
+    assert "Traceback" not in result.output
+
+
+def test_xlsa17_import_and_train(tmp_path):
+    splits = real_splits("AWA2")
+    res101 = fake_res101(splits, tmp_path / "res101.mat", n_unseen=10, n_val=13)
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "import",
+            str(res101),
+            "--format",
+            "xlsa17",
+            "--splits",
+            str(splits),
+            "--name",
+            "awa2",
+            *cache,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    split = json.loads((tmp_path / "cache" / "datasets" / "awa2" / "split.json").read_text())
+    assert len(split["unseen"]) == 10 and len(split["seen"]) + len(split["val"]) == 40
+    result = _train(tmp_path, "awa2", "res101")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("name", ["descriptors", "attributes"])
+def test_file_entries_are_not_datasets(tmp_path, name):
+    result = runner.invoke(app, ["train", f"dataset.name={name}"])
+    assert result.exit_code == 2
+    assert "feeds another dataset" in result.stderr
+
+
+def test_a_split_with_one_validation_class_is_a_clear_error(tmp_path):
+    write_original(tmp_path / "src", "awa")  # its layout has a single validation class
+    archive = tmp_path / "awa.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in (tmp_path / "src").rglob("*.pkl"):
+            z.write(f, f.relative_to(tmp_path / "src"))
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    assert runner.invoke(app, ["download", "awa", "--from", str(archive), *cache]).exit_code == 0
+    result = _train(tmp_path, "awa", "original")
+    assert result.exit_code == 2
+    assert "at least two" in result.stderr
