@@ -80,6 +80,9 @@ def test_download_needs_a_name_and_knows_its_datasets(tmp_path):
     result = runner.invoke(app, ["download", "shapes", "--from", str(tmp_path)])
     assert result.exit_code == 2
     assert "generated" in result.stderr
-    result = runner.invoke(app, ["train", "dataset.name=imagenet"])
+    result = runner.invoke(app, ["train", "dataset.name=imagenet", "--cache-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "t2m data import" in result.stderr
+    result = runner.invoke(app, ["train", "dataset.name=not a name!"])
     assert result.exit_code == 2
     assert "dataset.name" in result.stderr
