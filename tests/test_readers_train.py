@@ -130,3 +130,26 @@ def test_a_split_with_one_validation_class_is_a_clear_error(tmp_path):
     result = _train(tmp_path, "awa", "original")
     assert result.exit_code == 2
     assert "at least two" in result.stderr
+
+
+def test_a_malicious_pickle_in_a_download_exits_2_and_runs_nothing(tmp_path):
+    import pickle
+
+    from test_original import _Marker
+
+    write_original(tmp_path / "src", "awa")
+    marker = tmp_path / "pwned"
+    poisoned = tmp_path / "src" / "awa" / "features" / "zs_classes.pkl"
+    poisoned.write_bytes(pickle.dumps(({"x": 1}, {"c": 0}, _Marker(marker))))
+    archive = tmp_path / "awa.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in (tmp_path / "src").rglob("*.pkl"):
+            z.write(f, f.relative_to(tmp_path / "src"))
+    cache = tmp_path / "cache"
+    result = runner.invoke(
+        app, ["download", "awa", "--from", str(archive), "--cache-dir", str(cache)]
+    )
+    assert result.exit_code == 2
+    assert "Refused" in result.stderr and "plain data" in result.stderr
+    assert not marker.exists()
+    assert not (cache / "datasets" / "awa").exists()
