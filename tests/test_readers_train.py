@@ -153,3 +153,17 @@ def test_a_malicious_pickle_in_a_download_exits_2_and_runs_nothing(tmp_path):
     assert "Refused" in result.stderr and "plain data" in result.stderr
     assert not marker.exists()
     assert not (cache / "datasets" / "awa").exists()
+
+
+def test_encode_names_the_features_a_dataset_has(tmp_path):
+    folder = make_folder(tmp_path / "mine")
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    assert runner.invoke(app, ["data", "import", str(folder), "--name", "m", *cache]).exit_code == 0
+    result = runner.invoke(app, ["encode", "dataset.name=m", "text.model=hashing", *cache])
+    assert result.exit_code == 2
+    assert "dataset.features" in result.stderr and "custom" in result.stderr
+    result = runner.invoke(
+        app, ["encode", "dataset.name=m", "dataset.features=custom", "text.model=hashing", *cache]
+    )
+    assert result.exit_code == 0, result.output
+    assert "custom.safetensors (already there)" in result.stdout

@@ -306,8 +306,21 @@ def open_dataset(
     if not folder.is_dir():
         how = f"`t2m download {name}`" if name in DATASETS else "`t2m data import PATH --name`"
         raise DataError(f"Dataset '{name}' is not at {folder}. Run {how} first (and `t2m encode`).")
-    if not (folder / "features" / f"{features}.safetensors").is_file():
-        raise DataError(
-            f"Dataset '{name}' at {folder} has no '{features}' features yet. Run `t2m encode`."
-        )
+    check_features(name, folder, features)
     return load_dataset(folder, name, features)
+
+
+def check_features(name: str, folder: Path, features: str) -> Path:
+    """The feature file a config names, or an error saying which ones the dataset has."""
+    path = folder / "features" / f"{features}.safetensors"
+    if path.is_file():
+        return path
+    available = sorted(
+        p.stem for p in (folder / "features").glob("*.safetensors") if not p.stem.endswith("_model")
+    )
+    hint = (
+        f" It has {', '.join(available)}: set dataset.features to one of them."
+        if available
+        else " Run `t2m encode`."
+    )
+    raise DataError(f"Dataset '{name}' at {folder} has no '{features}' features.{hint}")

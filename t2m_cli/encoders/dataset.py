@@ -12,7 +12,7 @@ from pathlib import Path
 from t2m_cli.config import Config
 from t2m_cli.console import ProgressCallback
 from t2m_cli.data.dataset import DESCRIPTIONS_FILE, SPLIT_FILE, Split, read_json
-from t2m_cli.data.registry import DATASETS, resolve_root
+from t2m_cli.data.registry import DATASETS, check_features, resolve_root
 from t2m_cli.data.texts import class_name_text
 from t2m_cli.encoders.text import make_text_encoder
 from t2m_cli.errors import DataError
@@ -24,7 +24,7 @@ class EncodeReport:
     """What `encode_dataset` produced."""
 
     dataset_root: Path
-    feature_file: Path | None
+    feature_file: Path
     features_built: bool
     texts: int
     text_dim: int
@@ -73,6 +73,7 @@ def encode_dataset(
             progress=progress,
         )
         built = True
+    feature_file = check_features(name, root, config.dataset.features)
     descriptions = read_json(root / DESCRIPTIONS_FILE, "descriptions")
     classes = [*split.seen, *split.val, *split.unseen]
     texts = sorted(
