@@ -5,6 +5,10 @@ fitted on the seen classes; a description becomes a prototype in feature space a
 to the nearest prototype. It emits the same ``{"weight", "bias"}`` as the EV hypernetwork (a
 nearest-prototype rule is a linear classifier: w = p, b = -||p||^2 / 2), so the same protocol
 code, description draws and chunking apply.
+
+`EszslBaseline` (Romera-Paredes & Torr 2015, "An embarrassingly simple approach to zero-shot
+learning"): a bilinear compatibility ``x^T V s`` between a feature and a class signature, with V
+in closed form. Read as an inducer it maps a description s to the linear classifier ``w = V s``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from t2m_cli.evaluation.pairs import pair_accuracies
 from t2m_cli.models.hypernet import TargetParams, linear_target
 
 RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+ESZSL_GAMMAS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+"""Feature-side penalties tried by `fit_eszsl` (the paper's grid, 10^-3 .. 10^3)."""
+ESZSL_LAMBDAS = ESZSL_GAMMAS
+"""Signature-side penalties tried by `fit_eszsl`."""
 
 
 class RidgePrototypes(nn.Module):
@@ -102,3 +110,161 @@ def fit_ridge_baseline(
             best = (score, model, alpha)
     assert best is not None, "no alpha to try"
     return best[1], best[2]
+
+
+def eszsl_targets(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """ESZSL's ground-truth matrix Y: +1 for a row's class, -1 elsewhere, as in the paper.
+
+    The -1 (rather than 0) asks the square loss to push a wrong class's score below zero, not
+    just to zero; the two differ by a rank-one term that is not constant across classes, so the
+    choice changes which class of a pair wins, and the paper's is kept for comparability.
+
+    Args:
+        labels: (m,) int64 in ``[0, n_classes)``.
+        n_classes: z, the number of training classes.
+
+    Returns:
+        (m, z) float64 in {-1, 1}.
+    """
+    y = torch.full((len(labels), n_classes), -1.0, dtype=torch.float64)
+    y[torch.arange(len(labels)), labels] = 1.0
+    return y
+
+
+class _EszslSolver:
+    """The closed form for many (gamma, lambda), sharing the Gram matrices between them.
+
+    With the paper's column-major X (D x m), Y (m x z), S (a x z):
+    ``V = (X X^T + gamma I)^-1 X Y S^T (S S^T + lambda I)^-1``, (D x a).
+
+    Args:
+        features: (m, D) training rows, i.e. X^T.
+        targets: (m, z) Y.
+        signatures: (z, a) one signature per class, i.e. S^T.
+    """
+
+    def __init__(
+        self, features: torch.Tensor, targets: torch.Tensor, signatures: torch.Tensor
+    ) -> None:
+        x = features.double()
+        s = signatures.double()
+        self.xxt = x.T @ x  # (D, D)
+        self.sst = s.T @ s  # (a, a)
+        self.xys = x.T @ targets.double() @ s  # (D, a)
+
+    def solve(self, gamma: float, lam: float) -> torch.Tensor:
+        """V for one pair of penalties: (D, a) float64."""
+        eye_d = torch.eye(self.xxt.shape[0], dtype=torch.float64)
+        eye_a = torch.eye(self.sst.shape[0], dtype=torch.float64)
+        left = torch.linalg.solve(self.xxt + gamma * eye_d, self.xys)
+        # S S^T + lambda I is symmetric, so right division is a left solve of the transpose.
+        return torch.linalg.solve(self.sst + lam * eye_a, left.T).T
+
+
+def eszsl_map(
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    signatures: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """ESZSL's closed form, the minimiser of
+    ``||X^T V S - Y||^2 + gamma ||V S||^2 + lambda ||X^T V||^2 + gamma lambda ||V||^2``.
+
+    Args:
+        features: (m, D) training rows (the paper's X is its transpose, D x m).
+        targets: (m, z) Y, e.g. from `eszsl_targets`.
+        signatures: (z, a) class signatures (the paper's S is its transpose, a x z).
+        gamma: feature-side penalty.
+        lam: signature-side penalty.
+
+    Returns:
+        V, (D, a) float64.
+    """
+    return _EszslSolver(features, targets, signatures).solve(gamma, lam)
+
+
+class EszslBaseline(nn.Module):
+    """ESZSL as an inducer: a description s becomes the linear classifier ``w = V s``, ``b = 0``.
+
+    Args:
+        v: (D, d_text) the compatibility matrix V.
+    """
+
+    hn_type = "eszsl"
+
+    def __init__(self, v: torch.Tensor) -> None:
+        super().__init__()
+        self.v = nn.Parameter(v, requires_grad=False)
+
+    @staticmethod
+    def target(params: TargetParams, x: torch.Tensor) -> torch.Tensor:
+        return linear_target(params, x)
+
+    def forward(self, text: torch.Tensor) -> TargetParams:
+        """(T, k, d_text) descriptions -> linear classifiers (T, k, D), (T, k) of zeros."""
+        weight = text @ self.v.T
+        return {"weight": weight, "bias": weight.new_zeros(weight.shape[:-1])}
+
+    @classmethod
+    def fit(
+        cls,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        signatures: torch.Tensor,
+        gamma: float,
+        lam: float,
+    ) -> EszslBaseline:
+        """Solve ESZSL in float64 on labelled rows.
+
+        Args:
+            features: (m, D) training rows.
+            labels: (m,) int64 indices into ``signatures``.
+            signatures: (z, d_text) one embedding per training class.
+            gamma: feature-side penalty.
+            lam: signature-side penalty.
+        """
+        targets = eszsl_targets(labels, len(signatures))
+        return cls(eszsl_map(features, targets, signatures, gamma, lam).float())
+
+
+def fit_eszsl(
+    dataset: ZeroShotDataset,
+    bank: TextBank,
+    gammas: Sequence[float] = ESZSL_GAMMAS,
+    lambdas: Sequence[float] = ESZSL_LAMBDAS,
+    seed: int = 0,
+) -> tuple[EszslBaseline, float, float]:
+    """Fit ESZSL on the seen classes' training rows, choosing (gamma, lambda) on validation pairs.
+
+    Signatures are each seen class's mean description embedding; the grid point with the best
+    mean pair accuracy over the validation classes wins (the first one on a tie). Unseen classes
+    play no part.
+
+    Returns:
+        the fitted baseline, the chosen gamma and the chosen lambda.
+    """
+    seen = [dataset.index(c) for c in dataset.split.seen]
+    rows = [dataset.class_rows(c, "train") for c in dataset.split.seen]
+    features = dataset.features[torch.cat(rows)]
+    labels = torch.cat([torch.full((len(r),), i, dtype=torch.long) for i, r in enumerate(rows)])
+    signatures = class_text_means(bank, seen).cpu()
+    solver = _EszslSolver(features.cpu(), eszsl_targets(labels, len(seen)), signatures)
+    cpu_bank = bank.to("cpu")
+    best: tuple[float, EszslBaseline, float, float] | None = None
+    for gamma in gammas:
+        for lam in lambdas:
+            model = EszslBaseline(solver.solve(gamma, lam).float())
+            _, acc = pair_accuracies(
+                model,
+                cpu_bank,
+                dataset,
+                dataset.split.val,
+                "all",
+                torch.Generator().manual_seed(seed),
+            )
+            score = summarize(acc).mean
+            if best is None or score > best[0]:
+                best = (score, model, gamma, lam)
+    assert best is not None, "no (gamma, lambda) to try"
+    return best[1], best[2], best[3]
