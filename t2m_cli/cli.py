@@ -297,6 +297,16 @@ def _train_with_progress(
 def _render_eval(report) -> None:
     from rich.table import Table
 
+    for name, figures in report.classwise.items():
+        table = Table(title=f"{report.run}: {name} (%)")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in figures.items():
+            shown = f"{value:.3f}" if key == "calibration" else f"{100 * value:.1f}"
+            table.add_row(key, str(int(value)) if key == "classes" else shown)
+        console.out.print(table)
+    if not report.pairs:
+        return
     table = Table(title=f"{report.run}: pair accuracy (%), mean +- SEM over ordered pairs")
     table.add_column("split")
     table.add_column("pairs", justify="right")
@@ -317,12 +327,19 @@ def evaluate(
         str, typer.Option(help="best (picked on validation classes) or last.")
     ] = "best",
     seed: Annotated[int | None, typer.Option(help="Seed of the description draws.")] = None,
+    protocol: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="pairs (the paper), zsl, gzsl; repeat the option or separate with commas.",
+            show_default=False,
+        ),
+    ] = None,
     runs_dir: RunsDir = Path("runs"),
     json_out: JsonOut = False,
     cache_dir: CacheDir = None,
     quiet: Quiet = False,
 ) -> None:
-    """Evaluate a run with the paper's pair protocol: Seen, Unseen and H."""
+    """Evaluate a run: the paper's pair protocol (Seen, Unseen, H), and ZSL / GZSL."""
     with _errors(quiet):
         if checkpoint not in ("best", "last"):
             raise UserInputError(f"--checkpoint must be 'best' or 'last', not '{checkpoint}'.")
@@ -331,7 +348,10 @@ def evaluate(
 
         folder = run if run is not None else latest_run(runs_dir)
         with console.progress_task(f"evaluate {folder.name}"):
-            report = evaluate_run(folder, cache_dir=cache_dir, checkpoint=checkpoint, seed=seed)
+            protocols = [p.strip() for item in protocol or ["pairs"] for p in item.split(",")]
+            report = evaluate_run(
+                folder, cache_dir=cache_dir, checkpoint=checkpoint, seed=seed, protocols=protocols
+            )
         if json_out:
             console.out.print_json(json.dumps(report.to_json()))
         else:

@@ -241,3 +241,25 @@ def test_tasks_of_three_classes(tiny_root, tmp_path):
     result = _train(tiny_root, tmp_path, "w3", "train.classes_per_task=3", "--hn-type", "W")
     assert result.exit_code == 2
     assert "train.classes_per_task=2" in result.stderr
+
+
+def test_evaluate_zsl_and_gzsl(tiny_root, tmp_path):
+    assert _train(tiny_root, tmp_path, "ev").exit_code == 0
+    run = tmp_path / "runs" / "ev"
+    result = runner.invoke(
+        app,
+        ["evaluate", str(run), "--protocol", "zsl,gzsl", "--json", "--cache-dir", "cache"],
+    )
+    assert result.exit_code == 0, result.output
+    protocols = json.loads(result.stdout)["protocols"]
+    assert set(protocols) == {"zsl", "gzsl"}
+    assert 0 <= protocols["zsl"]["top1"] <= 1 and protocols["zsl"]["classes"] == 4
+    g = protocols["gzsl"]
+    assert 0 <= g["AUSUC"] <= 1 and 0 <= g["H_calibrated"] <= 1
+    result = runner.invoke(app, ["evaluate", str(run), "--protocol", "nope"])
+    assert result.exit_code == 2 and "pairs" in result.stderr
+
+    assert _train(tiny_root, tmp_path, "w", "--hn-type", "W").exit_code == 0
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "runs" / "w"), "--protocol", "zsl"])
+    assert result.exit_code == 2
+    assert "EV or IVEV" in result.stderr

@@ -7,10 +7,12 @@ pairs of true per-pair accuracies. Validation pairs are reported too, for refere
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from t2m_cli.errors import UserInputError
 from t2m_cli.evaluation.metrics import Summary, harmonic_mean
 from t2m_cli.paths import CHECKPOINT_BEST, CHECKPOINT_LAST, text_cache_dir
 
@@ -33,16 +35,24 @@ class EvalReport:
     info: dict[str, Any]
     pairs: dict[str, Summary] = field(default_factory=dict)
     h: float = 0.0
+    classwise: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "run": self.run,
             **self.info,
             "protocols": {
-                "pairs": {
-                    **{part: s.to_json() for part, s in self.pairs.items()},
-                    "H": self.h,
-                }
+                **(
+                    {
+                        "pairs": {
+                            **{part: s.to_json() for part, s in self.pairs.items()},
+                            "H": self.h,
+                        }
+                    }
+                    if self.pairs
+                    else {}
+                ),
+                **self.classwise,
             },
         }
 
@@ -52,6 +62,7 @@ def evaluate_run(
     cache_dir: Path | None = None,
     checkpoint: str = "best",
     seed: int | None = None,
+    protocols: Sequence[str] = ("pairs",),
 ) -> EvalReport:
     """Evaluate a run's hypernetwork with the pair protocol.
 
@@ -60,7 +71,15 @@ def evaluate_run(
         cache_dir: cache root override (dataset and text embeddings).
         checkpoint: 'best' (selected on validation classes) or 'last'.
         seed: seed of the description draws; default the run config's ``eval.seed``.
+        protocols: any of 'pairs', 'zsl' and 'gzsl' (see `t2m_cli.evaluation.classwise`).
     """
+    from t2m_cli.evaluation.classwise import PROTOCOLS
+
+    unknown = [p for p in protocols if p != "pairs" and p not in PROTOCOLS]
+    if unknown or not protocols:
+        raise UserInputError(
+            f"Unknown protocol(s) {unknown}; choose from pairs, {', '.join(PROTOCOLS)}."
+        )
     import torch
 
     from t2m_cli.data.registry import open_dataset
@@ -97,7 +116,11 @@ def evaluate_run(
             "epoch": meta.get("epoch"),
         },
     )
-    for part, rows in PAIR_PARTS.items():
+    for name in protocols:
+        if name != "pairs":
+            generator = torch.Generator().manual_seed(draw_seed)
+            report.classwise[name] = PROTOCOLS[name](hypernet, bank, dataset, generator)
+    for part, rows in PAIR_PARTS.items() if "pairs" in protocols else ():
         generator = torch.Generator().manual_seed(draw_seed)
         _, acc = pair_accuracies(
             hypernet,
@@ -109,5 +132,6 @@ def evaluate_run(
             chunk=config.eval.chunk,
         )
         report.pairs[part] = summarize(acc)
-    report.h = harmonic_mean(report.pairs["seen"].mean, report.pairs["unseen"].mean)
+    if report.pairs:
+        report.h = harmonic_mean(report.pairs["seen"].mean, report.pairs["unseen"].mean)
     return report
