@@ -316,6 +316,37 @@ def _render_eval(report) -> None:
         table.add_row(part, str(s.n), f"{100 * s.mean:.1f} +- {100 * s.sem:.1f}")
     table.add_row("H (seen, unseen)", "", f"{100 * report.h:.1f}")
     console.out.print(table)
+    if report.baselines:
+        _render_side_by_side(report)
+
+
+def _render_side_by_side(report) -> None:
+    """One row per method: the headline figure of every protocol that ran."""
+    from rich.table import Table
+
+    rows = {report.info["hn_type"]: report.to_json()["protocols"]}
+    rows.update(report.baselines)
+    table = Table(title=f"{report.run}: T2M-HN and baselines (%)")
+    table.add_column("method")
+    headline = [
+        ("pairs", "seen", "pairs seen"),
+        ("pairs", "unseen", "pairs unseen"),
+        ("pairs", "H", "pairs H"),
+        ("zsl", "top1", "zsl top-1"),
+        ("gzsl", "H_calibrated", "gzsl H (cal.)"),
+        ("gzsl", "AUSUC", "AUSUC"),
+    ]
+    present = [h for h in headline if h[0] in rows[report.info["hn_type"]]]
+    for _, _, title in present:
+        table.add_column(title, justify="right")
+    for method, figures in rows.items():
+        cells = []
+        for protocol, key, _ in present:
+            value = figures[protocol][key]
+            value = value["mean"] if isinstance(value, dict) else value
+            cells.append(f"{100 * value:.1f}")
+        table.add_row(method, *cells)
+    console.out.print(table)
 
 
 @app.command()
@@ -334,12 +365,20 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    baseline: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also fit and score a baseline on the same features and texts: ridge, eszsl "
+            "(repeat the option or separate with commas).",
+            show_default=False,
+        ),
+    ] = None,
     runs_dir: RunsDir = Path("runs"),
     json_out: JsonOut = False,
     cache_dir: CacheDir = None,
     quiet: Quiet = False,
 ) -> None:
-    """Evaluate a run: the paper's pair protocol (Seen, Unseen, H), and ZSL / GZSL."""
+    """Evaluate a run: the paper's pair protocol (Seen, Unseen, H), ZSL / GZSL, baselines."""
     with _errors(quiet):
         if checkpoint not in ("best", "last"):
             raise UserInputError(f"--checkpoint must be 'best' or 'last', not '{checkpoint}'.")
@@ -349,8 +388,14 @@ def evaluate(
         folder = run if run is not None else latest_run(runs_dir)
         with console.progress_task(f"evaluate {folder.name}"):
             protocols = [p.strip() for item in protocol or ["pairs"] for p in item.split(",")]
+            baselines = [b.strip() for item in baseline or [] for b in item.split(",")]
             report = evaluate_run(
-                folder, cache_dir=cache_dir, checkpoint=checkpoint, seed=seed, protocols=protocols
+                folder,
+                cache_dir=cache_dir,
+                checkpoint=checkpoint,
+                seed=seed,
+                protocols=protocols,
+                baselines=baselines,
             )
         if json_out:
             console.out.print_json(json.dumps(report.to_json()))

@@ -263,3 +263,20 @@ def test_evaluate_zsl_and_gzsl(tiny_root, tmp_path):
     result = runner.invoke(app, ["evaluate", str(tmp_path / "runs" / "w"), "--protocol", "zsl"])
     assert result.exit_code == 2
     assert "EV or IVEV" in result.stderr
+
+
+def test_evaluate_with_baselines_side_by_side(tiny_root, tmp_path):
+    assert _train(tiny_root, tmp_path, "ev").exit_code == 0
+    run = str(tmp_path / "runs" / "ev")
+    args = ["evaluate", run, "--protocol", "pairs,zsl", "--baseline", "ridge,eszsl"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert set(out["baselines"]) == {"ridge", "eszsl"}
+    assert out["baselines"]["ridge"]["pairs"]["unseen"]["n"] == 12
+    assert "alpha" in out["baselines"]["ridge"]["hyperparameters"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "T2M-HN and baselines" in result.stdout and "eszsl" in result.stdout
+    result = runner.invoke(app, ["evaluate", run, "--baseline", "devise"])
+    assert result.exit_code == 2 and "ridge" in result.stderr

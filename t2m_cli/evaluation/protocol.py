@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from t2m_cli.data.dataset import ZeroShotDataset
+from t2m_cli.data.texts import Describer, NegativeDescriptions
 from t2m_cli.errors import UserInputError
 from t2m_cli.evaluation.metrics import Summary, harmonic_mean
+from t2m_cli.models.hypernet import Inducer
 from t2m_cli.paths import CHECKPOINT_BEST, CHECKPOINT_LAST, text_cache_dir
 
 # Which rows of each part's classes are scored.
@@ -36,24 +39,14 @@ class EvalReport:
     pairs: dict[str, Summary] = field(default_factory=dict)
     h: float = 0.0
     classwise: dict[str, dict[str, float]] = field(default_factory=dict)
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "run": self.run,
             **self.info,
-            "protocols": {
-                **(
-                    {
-                        "pairs": {
-                            **{part: s.to_json() for part, s in self.pairs.items()},
-                            "H": self.h,
-                        }
-                    }
-                    if self.pairs
-                    else {}
-                ),
-                **self.classwise,
-            },
+            "protocols": _protocols_json(self.pairs, self.h, self.classwise),
+            "baselines": self.baselines,
         }
 
 
@@ -63,6 +56,7 @@ def evaluate_run(
     checkpoint: str = "best",
     seed: int | None = None,
     protocols: Sequence[str] = ("pairs",),
+    baselines: Sequence[str] = (),
 ) -> EvalReport:
     """Evaluate a run's hypernetwork with the pair protocol.
 
@@ -72,20 +66,21 @@ def evaluate_run(
         checkpoint: 'best' (selected on validation classes) or 'last'.
         seed: seed of the description draws; default the run config's ``eval.seed``.
         protocols: any of 'pairs', 'zsl' and 'gzsl' (see `t2m_cli.evaluation.classwise`).
+        baselines: names of `BASELINES` to fit and score beside the hypernetwork.
     """
     from t2m_cli.evaluation.classwise import PROTOCOLS
 
+    wrong = [b for b in baselines if b not in BASELINES]
+    if wrong:
+        raise UserInputError(f"Unknown baseline(s) {wrong}; choose from {', '.join(BASELINES)}.")
     unknown = [p for p in protocols if p != "pairs" and p not in PROTOCOLS]
     if unknown or not protocols:
         raise UserInputError(
             f"Unknown protocol(s) {unknown}; choose from pairs, {', '.join(PROTOCOLS)}."
         )
-    import torch
 
     from t2m_cli.data.registry import open_dataset
     from t2m_cli.encoders.text import make_text_encoder
-    from t2m_cli.evaluation.metrics import summarize
-    from t2m_cli.evaluation.pairs import pair_accuracies
     from t2m_cli.training.checkpoint import load_checkpoint
     from t2m_cli.training.loop import resolve_device
     from t2m_cli.training.run import describer_for, load_run
@@ -116,22 +111,77 @@ def evaluate_run(
             "epoch": meta.get("epoch"),
         },
     )
-    for name in protocols:
-        if name != "pairs":
-            generator = torch.Generator().manual_seed(draw_seed)
-            report.classwise[name] = PROTOCOLS[name](hypernet, bank, dataset, generator)
+    report.pairs, report.h, report.classwise = _score(
+        hypernet, bank, dataset, protocols, draw_seed, config.eval.chunk
+    )
+    for name in baselines:
+        # Baselines fit on the positive descriptions of the seen classes and pick their
+        # hyperparameters on validation classes; they are then scored exactly like T2M-HN.
+        positive = bank.bank if isinstance(bank, NegativeDescriptions) else bank
+        model, hyper = BASELINES[name](dataset, positive.to("cpu"), draw_seed)
+        pairs, h, classwise = _score(
+            model.to(device), bank, dataset, protocols, draw_seed, config.eval.chunk
+        )
+        report.baselines[name] = {
+            "hyperparameters": hyper,
+            **_protocols_json(pairs, h, classwise),
+        }
+    return report
+
+
+def _fit_ridge(dataset, bank, seed):
+    from t2m_cli.evaluation.baselines import fit_ridge_baseline
+
+    model, alpha = fit_ridge_baseline(dataset, bank, seed=seed)
+    return model, {"alpha": alpha}
+
+
+def _fit_eszsl(dataset, bank, seed):
+    from t2m_cli.evaluation.baselines import fit_eszsl
+
+    model, gamma, lam = fit_eszsl(dataset, bank, seed=seed)
+    return model, {"gamma": gamma, "lambda": lam}
+
+
+BASELINES = {"ridge": _fit_ridge, "eszsl": _fit_eszsl}
+"""Baselines `t2m evaluate --baseline` fits and scores beside the run's hypernetwork."""
+
+
+def _score(
+    inducer: Inducer,
+    bank: Describer,
+    dataset: ZeroShotDataset,
+    protocols: Sequence[str],
+    draw_seed: int,
+    chunk: int,
+) -> tuple[dict[str, Summary], float, dict[str, dict[str, float]]]:
+    """Run the asked protocols for one model, each with the same description draws."""
+    import torch
+
+    from t2m_cli.evaluation.classwise import PROTOCOLS
+    from t2m_cli.evaluation.metrics import summarize
+    from t2m_cli.evaluation.pairs import pair_accuracies
+
+    classwise = {
+        name: PROTOCOLS[name](inducer, bank, dataset, torch.Generator().manual_seed(draw_seed))
+        for name in protocols
+        if name != "pairs"
+    }
+    pairs: dict[str, Summary] = {}
     for part, rows in PAIR_PARTS.items() if "pairs" in protocols else ():
         generator = torch.Generator().manual_seed(draw_seed)
         _, acc = pair_accuracies(
-            hypernet,
-            bank,
-            dataset,
-            dataset.split.part(part),
-            rows,
-            generator,
-            chunk=config.eval.chunk,
+            inducer, bank, dataset, dataset.split.part(part), rows, generator, chunk=chunk
         )
-        report.pairs[part] = summarize(acc)
-    if report.pairs:
-        report.h = harmonic_mean(report.pairs["seen"].mean, report.pairs["unseen"].mean)
-    return report
+        pairs[part] = summarize(acc)
+    h = harmonic_mean(pairs["seen"].mean, pairs["unseen"].mean) if pairs else 0.0
+    return pairs, h, classwise
+
+
+def _protocols_json(
+    pairs: dict[str, Summary], h: float, classwise: dict[str, dict[str, float]]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if pairs:
+        out["pairs"] = {**{part: s.to_json() for part, s in pairs.items()}, "H": h}
+    return {**out, **classwise}
