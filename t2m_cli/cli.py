@@ -294,6 +294,11 @@ def _train_with_progress(
     console.out.print(f"run: {folder}")
 
 
+def _comma_list(items: list[str]) -> list[str]:
+    """Values of a repeatable option that also takes comma-separated lists."""
+    return [v.strip() for item in items for v in item.split(",") if v.strip()]
+
+
 def _render_eval(report) -> None:
     from rich.table import Table
 
@@ -387,8 +392,8 @@ def evaluate(
 
         folder = run if run is not None else latest_run(runs_dir)
         with console.progress_task(f"evaluate {folder.name}"):
-            protocols = [p.strip() for item in protocol or ["pairs"] for p in item.split(",")]
-            baselines = [b.strip() for item in baseline or [] for b in item.split(",")]
+            protocols = _comma_list(protocol or ["pairs"])
+            baselines = _comma_list(baseline or [])
             report = evaluate_run(
                 folder,
                 cache_dir=cache_dir,
