@@ -137,13 +137,14 @@ def _fetch_file(name: str) -> Callable[[FetchRequest], Path]:
     return fetch
 
 
-def _cached_pickle(name: str, cache_dir: Path | None, reader: str) -> dict | None:
-    """Read a remote pickle of the registry if it was downloaded, else None."""
-    from t2m_cli.data import original
+def _cached_pickle(
+    name: str, cache_dir: Path | None, reader: Callable[[Path], dict[str, list[str]]]
+) -> dict[str, list[str]] | None:
+    """Read a remote pickle of the registry with ``reader`` if it was downloaded, else None."""
     from t2m_cli.download import REMOTE_DATASETS
 
     path = downloads_dir(cache_dir) / REMOTE_DATASETS[name][0].filename
-    return getattr(original, reader)(path) if path.is_file() else None
+    return reader(path) if path.is_file() else None
 
 
 def _fetch_original(name: str) -> Callable[[FetchRequest], Path]:
@@ -153,7 +154,11 @@ def _fetch_original(name: str) -> Callable[[FetchRequest], Path]:
         import shutil
 
         from t2m_cli.data.dataset import SPLIT_FILE
-        from t2m_cli.data.original import convert_original_dataset
+        from t2m_cli.data.original import (
+            convert_original_dataset,
+            read_attributes,
+            read_descriptors,
+        )
         from t2m_cli.download import extract_zip
 
         (archive,) = fetch_remote(name, request)
@@ -167,8 +172,8 @@ def _fetch_original(name: str) -> Callable[[FetchRequest], Path]:
             # `t2m download descriptors` / `t2m download attributes` before this one.
             descriptions = attributes = None
             if name == "awa":
-                descriptions = _cached_pickle("descriptors", request.cache_dir, "read_descriptors")
-                attributes = _cached_pickle("attributes", request.cache_dir, "read_attributes")
+                descriptions = _cached_pickle("descriptors", request.cache_dir, read_descriptors)
+                attributes = _cached_pickle("attributes", request.cache_dir, read_attributes)
             convert_original_dataset(staging, request.root, name, descriptions, attributes)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

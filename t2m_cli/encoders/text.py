@@ -76,6 +76,8 @@ class SentenceEncoder:
         self.cache_file = cache_dir / f"{_model_slug(model)}.safetensors" if cache_dir else None
         self._model = None
         self.model_loads = 0
+        # The disk cache, read once: negative descriptions call `encode` every training step.
+        self._cache: dict[str, torch.Tensor] | None = None
 
     def _load_model(self):
         if self._model is None:
@@ -134,7 +136,9 @@ class SentenceEncoder:
         """
         import torch
 
-        cache = self._read_cache()
+        if self._cache is None:
+            self._cache = self._read_cache()
+        cache = self._cache
         keys = [_text_key(t) for t in texts]
         missing: dict[str, str] = {}
         for key, text in zip(keys, texts):
