@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from t2m_cli import __version__
 from t2m_cli.atomic import write_text
 from t2m_cli.config import Config, config_to_dict, load_config
-from t2m_cli.data.dataset import write_json
+from t2m_cli.data.dataset import read_json, write_json
 from t2m_cli.errors import UserInputError
 from t2m_cli.paths import (
     CHECKPOINT_BEST,
@@ -331,8 +331,6 @@ def load_run(folder: Path) -> tuple[Config, dict[str, Any]]:
             f"{folder} is not a t2m run folder (no {RUN_CONFIG} / {RUN_INFO}). "
             "Give the folder `t2m train` printed."
         )
-    from t2m_cli.data.dataset import read_json
-
     return load_config(folder / RUN_CONFIG), read_json(folder / RUN_INFO, "run info")
 
 
