@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from t2m_cli.data.dataset import load_dataset
+from t2m_cli.data.dataset import Split, ZeroShotDataset, load_dataset
 from t2m_cli.data.texts import TextBank
 from t2m_cli.encoders.text import HashingEncoder
+from t2m_cli.evaluation import pairs as pairs_module
 from t2m_cli.evaluation.metrics import harmonic_mean, summarize
-from t2m_cli.evaluation.pairs import ordered_pairs, pair_accuracies
-from t2m_cli.models.hypernet import EVHypernet
+from t2m_cli.evaluation.pairs import (
+    ClassRows,
+    is_linear,
+    ordered_pairs,
+    pair_accuracies,
+    pair_index,
+)
+from t2m_cli.models.hypernet import EVHypernet, build_hypernet, linear_target
 
 
 def test_summary_mean_and_sem_by_hand():
@@ -81,3 +89,161 @@ def test_held_out_rows_only_for_part_test(tiny_root):
     assert set(test.tolist()).isdisjoint(train.tolist())
     assert len(test) + len(train) == len(ds.class_rows(c, "all"))
     assert bool(ds.is_test[test].all())
+
+
+# --- Batched scoring: the vectorised indices and the linear fast path ---------------------------
+
+
+def _loop_index(rows, local):
+    """The per-pair loop the vectorised `pair_index` replaced, kept as its reference."""
+    sizes = torch.tensor([len(rows[a]) + len(rows[b]) for a, b in local.tolist()])
+    width = int(sizes.max())
+    idx = torch.zeros(len(local), width, dtype=torch.long)
+    y = torch.full((len(local), width), -1, dtype=torch.long)
+    for t, (a, b) in enumerate(local.tolist()):
+        both = torch.cat([rows[a], rows[b]])
+        idx[t, : len(both)] = both
+        y[t, : len(rows[a])] = 0
+        y[t, len(rows[a]) : len(both)] = 1
+    return idx, y, sizes
+
+
+def _uneven_dataset(dim=12, n_classes=7, seed=0):
+    """Classes of 0 to 9 rows in shuffled order (rows of a class not contiguous), some test."""
+    g = torch.Generator().manual_seed(seed)
+    counts = [5, 9, 1, 0, 7, 3, 8][:n_classes]
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+    labels = labels[torch.randperm(len(labels), generator=g)]
+    means = 3 * torch.randn(n_classes, dim, generator=g)
+    features = means[labels] + torch.randn(len(labels), dim, generator=g)
+    is_test = torch.rand(len(labels), generator=g) < 0.3
+    classes = [f"c{i}" for i in range(n_classes)]
+    split = Split((), (), tuple(classes))
+    return ZeroShotDataset("uneven", classes, features, labels, is_test, split, {})
+
+
+def _bank(classes, dim=10, per_class=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randn(len(classes) * per_class, dim, generator=g)
+    options = [list(range(c * per_class, (c + 1) * per_class)) for c in range(len(classes))]
+    return TextBank(list(classes), emb, options)
+
+
+class _Wrapped(torch.nn.Module):
+    """The same model behind a target of its own, which only the generic path can score."""
+
+    hn_type = "wrapped"
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, text):
+        return self.inner(text)
+
+    def target(self, params, x):
+        return self.inner.target(params, x)
+
+
+def test_vectorised_pair_index_equals_the_per_pair_loop():
+    ds = _uneven_dataset()
+    classes = ["c6", "c2", "c0", "c3", "c1", "c5"]  # not in label order; c3 has no rows
+    for part in ("all", "train", "test"):
+        rows = [ds.class_rows(c, part) for c in classes]
+        layout = ClassRows.build(rows, ds.features)
+        local = ordered_pairs(len(classes))
+        for chunk in (local[:1], local[3:11], local):
+            idx, y, sizes = pair_index(layout, chunk)
+            ref_idx, ref_y, ref_sizes = _loop_index(rows, chunk)
+            assert torch.equal(idx, ref_idx)
+            assert torch.equal(y, ref_y)
+            assert torch.equal(sizes, ref_sizes)
+
+
+def test_layout_views_contiguous_classes_and_copies_the_rest():
+    features = torch.arange(20.0).reshape(10, 2)
+    rows = [torch.tensor([4, 5, 6]), torch.tensor([0, 1]), torch.tensor([], dtype=torch.long)]
+    layout = ClassRows.build(rows, features)
+    assert layout.source is features
+    assert layout.starts[:2].tolist() == [4, 0]
+    gappy = ClassRows.build([torch.tensor([1, 3]), torch.tensor([2])], features)
+    assert torch.equal(gappy.source, features[[1, 3, 2]])
+    assert gappy.starts.tolist() == [0, 2]
+    assert ClassRows.build([torch.tensor([1, 3])], features, copy=False).source is features
+
+
+def test_only_a_known_linear_target_takes_the_fast_path():
+    ev = build_hypernet("EV", text_dim=4, feature_dim=3, hidden=5)
+    assert is_linear(ev)
+    assert not is_linear(build_hypernet("IVEV", text_dim=4, feature_dim=3, hidden=5))
+    assert not is_linear(_Wrapped(ev))
+
+    class Declared(_Wrapped):
+        target = staticmethod(linear_target)
+
+    assert is_linear(Declared(ev))
+
+
+@pytest.mark.parametrize("part", ["all", "train", "test"])
+@pytest.mark.parametrize("chunk", [1, 5, 256])
+def test_linear_fast_path_equals_the_generic_path(part, chunk):
+    ds = _uneven_dataset()
+    bank = _bank(ds.classes)
+    torch.manual_seed(0)
+    hn = build_hypernet("EV", text_dim=bank.dim, feature_dim=ds.feature_dim, hidden=8)
+    classes = ["c6", "c2", "c0", "c3", "c1", "c5", "c4"]  # c3 has no rows
+    assert is_linear(hn) and not is_linear(_Wrapped(hn))
+    fast = pair_accuracies(hn, bank, ds, classes, part, torch.Generator().manual_seed(3), chunk)
+    slow = pair_accuracies(
+        _Wrapped(hn), bank, ds, classes, part, torch.Generator().manual_seed(3), chunk
+    )
+    assert torch.equal(fast[0], slow[0])
+    # Bit for bit, NaN included (a pair with no rows in this part is 0 / 0, as before).
+    torch.testing.assert_close(fast[1], slow[1], rtol=0, atol=0, equal_nan=True)
+    scored = fast[1][~fast[1].isnan()]
+    assert len(scored) > 0 and bool(((scored >= 0) & (scored <= 1)).all())
+
+
+def test_ties_go_to_the_first_class_on_both_paths():
+    """An all-zero classifier ties everywhere: argmax picks class a, so acc = n_a / (n_a + n_b)."""
+    ds = _uneven_dataset()
+    bank = _bank(ds.classes)
+    hn = build_hypernet("EV", text_dim=bank.dim, feature_dim=ds.feature_dim, hidden=8)
+    for p in hn.parameters():
+        torch.nn.init.zeros_(p)
+    classes = ["c0", "c1", "c2", "c4"]
+    n = {c: len(ds.class_rows(c)) for c in classes}
+    for model in (hn, _Wrapped(hn)):
+        pairs, acc = pair_accuracies(model, bank, ds, classes, "all", torch.Generator(), chunk=4)
+        for (a, b), value in zip(pairs.tolist(), acc.tolist()):
+            na, nb = n[ds.classes[a]], n[ds.classes[b]]
+            assert math.isclose(value, na / (na + nb), rel_tol=1e-6)
+
+
+def test_scoring_a_chunk_does_not_copy_features_per_pair(monkeypatch):
+    """The linear path never gathers a (T, n, D) batch: the generic gather is not called."""
+    ds = _uneven_dataset()
+    bank = _bank(ds.classes)
+    hn = build_hypernet("EV", text_dim=bank.dim, feature_dim=ds.feature_dim, hidden=8)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the linear path gathered features")
+
+    monkeypatch.setattr(pairs_module, "correct_generic", refuse)
+    pairs, acc = pair_accuracies(hn, bank, ds, ds.classes, "all", torch.Generator(), chunk=8)
+    assert len(acc) == len(pairs) == 7 * 6
+    # c3 has no rows: its pairs are scored on the partner's rows alone.
+    assert not bool(torch.isnan(acc).any())
+
+
+def test_generator_is_consumed_one_draw_per_chunk_in_pair_order():
+    ds = _uneven_dataset()
+    bank = _bank(ds.classes)
+    hn = build_hypernet("EV", text_dim=bank.dim, feature_dim=ds.feature_dim, hidden=8)
+    generator = torch.Generator().manual_seed(5)
+    pair_accuracies(hn, bank, ds, ds.classes, "all", generator, chunk=10)
+    replay = torch.Generator().manual_seed(5)
+    labels = ordered_pairs(len(ds.classes))
+    for start in range(0, len(labels), 10):
+        bank.draw(labels[start : start + 10], replay)
+    assert torch.equal(generator.get_state(), replay.get_state())
