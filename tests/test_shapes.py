@@ -9,12 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from t2m_cli.data.dataset import DESCRIPTIONS_FILE, SPLIT_FILE, Split
+from t2m_cli.data.dataset import (
+    ATTRIBUTES_FILE,
+    DESCRIPTIONS_FILE,
+    SPLIT_FILE,
+    Split,
+    load_dataset,
+    save_features,
+)
 from t2m_cli.data.meshes import read_off, sample_points
 from t2m_cli.data.modelnet import scan_modelnet
 from t2m_cli.data.shapes import (
     CLASS_SPECS,
     DATASET_FILE,
+    SHAPES_ATTRIBUTES,
     SHAPES_CLASSES,
     SHAPES_DESCRIPTIONS,
     SHAPES_SPLIT,
@@ -189,3 +197,99 @@ def test_default_generation_is_fast(tmp_path: Path) -> None:
     start = time.perf_counter()
     generate_shapes(tmp_path / "shapes")
     assert time.perf_counter() - start < 30
+
+
+# ----------------------------------------------------------------------------------------------
+# Attributes (the super-set protocol's labels).
+
+
+def _holders() -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for name, attrs in SHAPES_ATTRIBUTES.items():
+        for a in attrs:
+            out.setdefault(a, set()).add(name)
+    return out
+
+
+def test_every_class_has_sorted_distinct_attributes() -> None:
+    assert set(SHAPES_ATTRIBUTES) == set(SHAPES_CLASSES)
+    for name, attrs in SHAPES_ATTRIBUTES.items():
+        assert attrs, name
+        assert attrs == sorted(set(attrs)), name
+        assert all(a.strip() == a and a for a in attrs), name
+
+
+def test_every_attribute_is_held_and_lacked_by_several_classes() -> None:
+    holders = _holders()
+    assert 12 <= len(holders) <= 20
+    for a, classes in holders.items():
+        assert len(classes) >= 2, a
+        assert len(SHAPES_CLASSES) - len(classes) >= 2, a
+
+
+@pytest.mark.parametrize("part", ["seen", "val", "unseen"])
+def test_every_split_part_can_score_several_attributes(part: str) -> None:
+    classes = set(SHAPES_SPLIT.part(part))
+    scorable = [a for a, held in _holders().items() if 0 < len(held & classes) < len(classes)]
+    assert len(scorable) >= 8, (part, scorable)
+
+
+def test_attributes_follow_the_geometry_spot_checks() -> None:
+    assert "legs" in SHAPES_ATTRIBUTES["bench"] and "legs" not in SHAPES_ATTRIBUTES["bed"]
+    assert "hole" in SHAPES_ATTRIBUTES["donut"] and "hole" not in SHAPES_ATTRIBUTES["coin"]
+    assert {"cone part", "cylinder part", "pointed"} <= set(SHAPES_ATTRIBUTES["rocket"])
+    assert "round" not in SHAPES_ATTRIBUTES["cube"] and "round" in SHAPES_ATTRIBUTES["ball"]
+
+
+def _fake_features(root: Path) -> None:
+    import torch
+
+    n = len(SHAPES_CLASSES)
+    save_features(
+        root / "features" / "fake.safetensors",
+        torch.randn(2 * n, 3),
+        torch.arange(n).repeat(2),
+        torch.arange(2 * n) >= n,
+        list(SHAPES_CLASSES),
+        {"extractor": "test"},
+    )
+
+
+def test_generation_writes_attributes_that_the_loader_reads(tmp_path: Path) -> None:
+    root = generate_shapes(tmp_path / "shapes", seed=0, n_train=1, n_test=1)
+    assert json.loads((root / ATTRIBUTES_FILE).read_text()) == SHAPES_ATTRIBUTES
+    _fake_features(root)
+    ds = load_dataset(root, "shapes", "fake")
+    assert ds.attributes == SHAPES_ATTRIBUTES
+
+
+@pytest.mark.parametrize("damage", ["missing", "stale", "malformed"])
+def test_a_cached_dataset_gets_its_attributes_in_place(tmp_path: Path, damage: str) -> None:
+    root = generate_shapes(tmp_path / "shapes", seed=0, n_train=1, n_test=1)
+    _fake_features(root)
+    path = root / ATTRIBUTES_FILE
+    if damage == "missing":
+        path.unlink()
+    elif damage == "stale":
+        path.write_text(json.dumps({"pole": ["old"]}))
+    else:
+        path.write_text("{not json")
+    marker = root / "pole" / "train" / "pole_0001.off"
+    stamp = marker.stat().st_mtime_ns
+    calls: list[int] = []
+    generate_shapes(root, seed=0, n_train=1, n_test=1, progress=lambda d, t: calls.append(d))
+    assert calls == [] and marker.stat().st_mtime_ns == stamp  # reused, not regenerated
+    assert json.loads(path.read_text()) == SHAPES_ATTRIBUTES
+    assert (root / "features" / "fake.safetensors").is_file()  # features stay valid
+    assert load_dataset(root, "shapes", "fake").attributes == SHAPES_ATTRIBUTES
+    assert [p.name for p in tmp_path.iterdir()] == ["shapes"]
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_current_attributes_are_not_rewritten(tmp_path: Path) -> None:
+    root = generate_shapes(tmp_path / "shapes", seed=0, n_train=1, n_test=1)
+    path = root / ATTRIBUTES_FILE
+    stamp = path.stat().st_mtime_ns
+    inode = path.stat().st_ino
+    generate_shapes(root, seed=0, n_train=1, n_test=1)
+    assert (path.stat().st_mtime_ns, path.stat().st_ino) == (stamp, inode)

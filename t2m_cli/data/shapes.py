@@ -8,6 +8,7 @@ PointNet path serve both datasets::
     <root>/<class>/train/<class>_0001.off ... <class>_<n_train>.off
     <root>/<class>/test/<class>_<n_train + 1>.off ...   (numbering continues, as in ModelNet40)
     <root>/descriptions.json   class -> 3-4 texts
+    <root>/attributes.json     class -> visual attributes ("legs", "hole", ...)
     <root>/split.json          {"seen": 26 classes, "val": 7, "unseen": 7}
     <root>/dataset.json        name, seed, counts, generator version
 
@@ -36,7 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
-from t2m_cli.data.dataset import DESCRIPTIONS_FILE, SPLIT_FILE, Split, read_json, write_json
+from t2m_cli.data.dataset import (
+    ATTRIBUTES_FILE,
+    DESCRIPTIONS_FILE,
+    SPLIT_FILE,
+    Split,
+    read_json,
+    write_json,
+)
 from t2m_cli.data.meshes import write_off
 from t2m_cli.errors import DataError
 
@@ -923,6 +931,64 @@ SHAPES_SPLIT = Split(
 )  # fmt: skip
 
 
+#: Visual attributes of the classes, for the super-set protocol (`t2m_cli.evaluation.supersets`):
+#: attribute -> the classes whose generated geometry has it (read off the builders above).
+#: Each attribute is held by several classes and lacked by several, and most of them split the
+#: validation and the unseen classes as well as the seen ones.
+_ATTRIBUTE_CLASSES: dict[str, tuple[str, ...]] = {
+    # Parts, as the builders assemble them.
+    "ball part": ("lollipop", "dumbbell", "lens", "ball", "snowman", "egg"),  # spheres, ellipsoids
+    "box part": (
+        "tower", "plank", "mallet", "tile", "table", "bench", "tray", "bed", "cube", "house",
+        "chair",
+    ),
+    "cone part": ("spire", "rocket", "pencil", "cone"),  # round cones, not pyramids
+    "cylinder part": (  # straight round sides: cylinders, legs, the bottle's and mug's bodies
+        "pole", "column", "log", "lollipop", "dumbbell", "rocket", "pencil", "mallet",
+        "signpost", "bottle", "coin", "table", "bench", "pedestal_table", "stool", "barrel",
+        "mushroom", "mug", "chair",
+    ),
+    "triangular sides": ("pyramid", "diamond", "house", "tent"),  # pyramids and prisms
+    "legs": ("table", "bench", "stool", "chair"),  # three or four separate thin legs
+    "stick": (  # a thin rod as a main part (legs do not count)
+        "pole", "lollipop", "dumbbell", "mallet", "signpost", "pedestal_table",
+    ),
+    "hole": ("washer", "hoop", "donut", "mug"),  # a hole right through (the mug's handle)
+    "hollow": ("tray", "bowl", "mug", "vase"),  # open containers
+    "several parts": (
+        "lollipop", "dumbbell", "rocket", "pencil", "mallet", "signpost", "table", "bench",
+        "pedestal_table", "stool", "tray", "bed", "mushroom", "snowman", "diamond", "mug",
+        "house", "chair",
+    ),
+    # Proportions and outline.
+    "long": (  # one extent about twice the others or more, standing or lying
+        "pole", "column", "tower", "spire", "plank", "log", "lollipop", "dumbbell", "rocket",
+        "pencil", "mallet", "signpost", "bottle", "bench",
+    ),
+    "tall": (  # clearly taller than wide
+        "pole", "column", "tower", "spire", "lollipop", "rocket", "mallet", "signpost",
+        "bottle", "snowman", "egg", "chair", "vase",
+    ),
+    "flat": ("plank", "coin", "tile", "washer", "hoop", "donut", "tray", "lens"),  # thin in z
+    "pointed": ("spire", "rocket", "pencil", "cone", "pyramid", "diamond"),  # a sharp apex
+    "round": (  # curved parts only: no box, pyramid or prism part
+        "pole", "column", "spire", "log", "lollipop", "dumbbell", "rocket", "pencil",
+        "signpost", "bottle", "coin", "washer", "hoop", "donut", "pedestal_table", "stool",
+        "lens", "ball", "cone", "barrel", "mushroom", "snowman", "egg", "bowl", "mug", "vase",
+    ),
+    "symmetric": (  # the same upside down (mirror-symmetric top to bottom)
+        "pole", "column", "tower", "plank", "log", "dumbbell", "pencil", "coin", "tile",
+        "washer", "hoop", "donut", "lens", "ball", "cube", "barrel", "diamond", "egg",
+    ),
+}  # fmt: skip
+
+#: Class name -> sorted names of its attributes, written to ``attributes.json``.
+SHAPES_ATTRIBUTES: dict[str, list[str]] = {
+    name: sorted(a for a, holders in _ATTRIBUTE_CLASSES.items() if name in holders)
+    for name in SHAPES_CLASSES
+}
+
+
 def make_instance(shape: ShapeClass, rng: np.random.Generator, noise: float = 0.006) -> Mesh:
     """Build one instance of a class: its parts, vertex noise, a turn about z and a size.
 
@@ -966,7 +1032,9 @@ def generate_shapes(
 
     The dataset is built in a hidden sibling folder and renamed into place at the end, so an
     interrupted run leaves no half-written dataset. An existing `shapes` dataset made with other
-    settings (and any features computed from it) is replaced.
+    settings (and any features computed from it) is replaced. A reused one whose
+    ``attributes.json`` is missing or differs from `SHAPES_ATTRIBUTES` gets it rewritten in place;
+    attributes change no mesh, so its features stay valid.
 
     Args:
         root: dataset folder to create, e.g. ``<cache>/datasets/shapes``.
@@ -998,6 +1066,7 @@ def generate_shapes(
         "up_axis": "z",
     }
     if _matches(root, info):
+        _refresh_attributes(root)
         return root
     if root.exists() and not _replaceable(root):
         raise DataError(
@@ -1020,12 +1089,31 @@ def generate_shapes(
                     progress(done, total)
         write_json(build / DESCRIPTIONS_FILE, {k: list(v) for k, v in SHAPES_DESCRIPTIONS.items()})
         write_json(build / SPLIT_FILE, SHAPES_SPLIT.to_json())
+        write_json(build / ATTRIBUTES_FILE, SHAPES_ATTRIBUTES)
         write_json(build / DATASET_FILE, info)
         _swap_into_place(build, root, info)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
+    # Another process may have put an older dataset in place first (see _swap_into_place).
+    _refresh_attributes(root)
     return root
+
+
+def _refresh_attributes(root: Path) -> None:
+    """(Re)write ``attributes.json`` of a reused dataset when it is missing or stale.
+
+    Attributes do not change meshes or features, so a dataset made before they existed (or
+    before they were last edited) is updated in place, atomically, instead of regenerated.
+    """
+    path = root / ATTRIBUTES_FILE
+    if path.is_file():
+        try:
+            if read_json(path, "attributes") == SHAPES_ATTRIBUTES:
+                return
+        except DataError:
+            pass  # malformed: rewrite it
+    write_json(path, SHAPES_ATTRIBUTES)
 
 
 def _matches(root: Path, info: dict) -> bool:
