@@ -1,0 +1,213 @@
+"""The paper's "beyond individual classes" protocol: one classifier per attribute (super-set).
+
+A super-set is every class that has an attribute X ("has stripes"). For each attribute named in
+``dataset.attributes`` a description is made from a template (``template.format(name)``, the
+attribute name made readable by `class_name_text`) and embedded; the inducer is given a set of
+that ONE description (k = 1) and emits a single-logit classifier. Within a split part, the rows
+of the part's classes that have X are positives and the rows of its classes that lack X are
+negatives, and the classifier's logit is scored by ROC AUC. An attribute that every class of the
+part has, or none has, cannot be scored there and is skipped. Each part reports mean +- SEM of the
+per-attribute AUCs, and H = 2SU / (S + U) of the seen and unseen means.
+
+Rows per part are those of the pair protocol (`SUPERSET_PARTS`): the seen classes' held-out
+rows, and all rows of the validation and unseen classes.
+
+Honest difference from the paper: the paper trains a separate super-set model with a
+single-logit BCE objective (descriptions of attributes as targets). Here no such training
+happens; any trained EV or IVEV hypernetwork, trained on the class task, is asked for its
+classifier of a one-description set, so the figures measure how well the class-task model
+transfers to attributes, not what a model trained for super-sets reaches. W and WW emit
+classifiers over a fixed number of classes (2) and cannot be asked for k = 1.
+
+Classes of a part that ``dataset.attributes`` does not list are unlabelled for this protocol and
+their rows are left out (an empty list means "has none of the attributes" and counts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import torch
+
+from t2m_cli.data.dataset import ZeroShotDataset
+from t2m_cli.data.texts import class_name_text
+from t2m_cli.errors import DataError, UserInputError
+from t2m_cli.evaluation.metrics import Summary, harmonic_mean, roc_auc, summarize
+from t2m_cli.models.hypernet import Inducer
+
+SUPERSET_PARTS = {"seen": "test", "val": "all", "unseen": "all"}
+"""Split part -> the rows of its classes that are scored (the pair protocol's choice)."""
+
+
+class TextEmbedder(Protocol):
+    """What the protocol needs of a text encoder (`t2m_cli.encoders.text` has two)."""
+
+    def encode(self, texts: list[str]) -> torch.Tensor: ...
+
+
+def _check_inducer(inducer: Inducer) -> None:
+    fixed = getattr(inducer, "fixed_k", None)
+    if fixed is not None and fixed != 1:
+        raise UserInputError(
+            f"The {getattr(inducer, 'hn_type', '?')} hypernetwork emits classifiers over exactly "
+            f"{fixed} classes; the supersets protocol asks for a one-description classifier "
+            "(k = 1) and needs EV or IVEV."
+        )
+
+
+def _device_dtype(inducer: Inducer) -> tuple[torch.device, torch.dtype]:
+    param = next(iter(inducer.parameters()), None)
+    if param is None:
+        return torch.device("cpu"), torch.float32
+    dtype = param.dtype if param.dtype.is_floating_point else torch.float32
+    return param.device, dtype
+
+
+@torch.no_grad()
+def superset_aucs(
+    inducer: Inducer,
+    texts: torch.Tensor,
+    attributes: list[str],
+    dataset: ZeroShotDataset,
+    classes: Sequence[str],
+    part: str,
+    chunk: int = 64,
+) -> dict[str, float]:
+    """ROC AUC of the one-description classifier of each attribute on the rows of ``classes``.
+
+    Args:
+        inducer: EV / IVEV hypernetwork (or anything with ``fixed_k`` None or 1) mapping
+            (T, 1, d) description sets to target weights, with ``target(params, x)``.
+        texts: (A, d) embeddings of the attributes' descriptions, row i for ``attributes[i]``.
+        attributes: the A attribute names, as ``dataset.attributes`` spells them.
+        dataset: features, labels and ``attributes`` (class -> names of its attributes).
+        classes: the classes whose rows are scored; those absent from ``dataset.attributes``
+            are left out.
+        part: which rows of each class: 'train', 'test' or 'all'.
+        chunk: attributes induced and scored at once; memory grows with it (chunk x rows
+            logits, and the target's hidden layer for IVEV), not with the attribute count.
+
+    Returns:
+        attribute -> AUC in [0, 1]; attributes that all or none of the scored rows have are
+        absent.
+    """
+    _check_inducer(inducer)
+    if texts.dim() != 2 or texts.shape[0] != len(attributes):
+        raise ValueError(
+            f"texts {tuple(texts.shape)} must be (A, d) with A = {len(attributes)} attributes"
+        )
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    labelled = [c for c in classes if c in dataset.attributes]
+    if not labelled or not attributes:
+        return {}
+    # (A, C): does attribute a belong to class c; then (A, N) per row through the row's class.
+    owned = [set(dataset.attributes[c]) for c in labelled]
+    has = torch.tensor([[a in own for own in owned] for a in attributes], dtype=torch.bool)
+    row_lists = [dataset.class_rows(c, part) for c in labelled]
+    rows = torch.cat(row_lists)
+    row_class = torch.repeat_interleave(
+        torch.arange(len(labelled)), torch.tensor([len(r) for r in row_lists])
+    )
+    positive = has[:, row_class]
+    n_pos = positive.sum(1)
+    scorable = (n_pos > 0) & (n_pos < len(rows))
+    if not bool(scorable.any()):
+        return {}
+
+    device, dtype = _device_dtype(inducer)
+    # One copy of the part's features, shared by every attribute through an expanded view.
+    x = dataset.features[rows].to(device=device, dtype=dtype).unsqueeze(0)
+    keep = torch.nonzero(scorable).flatten()
+    aucs: dict[str, float] = {}
+    was_training = inducer.training
+    inducer.eval()
+    try:
+        for start in range(0, len(keep), chunk):
+            idx = keep[start : start + chunk]
+            sets = texts[idx].to(device=device, dtype=dtype).unsqueeze(1)  # (c, 1, d)
+            params = inducer(sets)
+            logits = inducer.target(params, x.expand(len(idx), -1, -1))  # (c, N, 1)
+            scores = logits[..., 0].double().cpu()
+            for j, a in enumerate(idx.tolist()):
+                aucs[attributes[a]] = roc_auc(scores[j], positive[a])
+    finally:
+        inducer.train(was_training)
+    return aucs
+
+
+def attribute_texts(names: Sequence[str], template: str = "{}") -> list[str]:
+    """The description of each attribute: ``template`` filled with its readable name."""
+    if "{}" not in template:
+        raise UserInputError(
+            f"The supersets template {template!r} has no '{{}}' for the attribute name; "
+            "write it like 'a shape with {}'."
+        )
+    try:
+        return [template.format(class_name_text(a)) for a in names]
+    except (IndexError, KeyError, ValueError) as exc:
+        raise UserInputError(
+            f"The supersets template {template!r} cannot be filled ({exc}); use exactly one "
+            "'{}' and double any other brace ('{{' or '}}')."
+        ) from None
+
+
+def supersets(
+    inducer: Inducer,
+    encoder: TextEmbedder,
+    dataset: ZeroShotDataset,
+    template: str = "{}",
+    chunk: int = 64,
+) -> dict[str, Any]:
+    """Per-attribute ROC AUC of one-description classifiers on the seen, val and unseen parts.
+
+    Args:
+        inducer: a trained EV or IVEV hypernetwork (W and WW are refused).
+        encoder: embeds the attribute descriptions (all in one ``encode`` call).
+        dataset: must carry ``attributes`` (class -> list of attribute names).
+        template: description of an attribute, ``{}`` standing for its name.
+        chunk: attributes induced at once.
+
+    Returns:
+        ``{"seen": Summary, "val": Summary, "unseen": Summary, "H": float,
+        "per_attribute": {part: {attribute: auc}}}``; each Summary is mean +- SEM over the
+        attributes scored in that part, H the harmonic mean of the seen and unseen means.
+
+    Raises:
+        UserInputError: a W / WW inducer, or a template without ``{}``.
+        DataError: the dataset has no attributes, or a part has no attribute that some but
+            not all of its classes have.
+    """
+    _check_inducer(inducer)
+    if not dataset.attributes:
+        raise DataError(
+            f"Dataset '{dataset.name}' has no attributes. The supersets protocol needs "
+            "attributes.json in the dataset folder (class name -> list of attribute names)."
+        )
+    names = sorted({a for values in dataset.attributes.values() for a in values})
+    if not names:
+        raise DataError(
+            f"The attributes of dataset '{dataset.name}' name no attribute at all; the "
+            "supersets protocol needs attributes.json to list some (class -> attribute names)."
+        )
+    texts = encoder.encode(attribute_texts(names, template))
+    per_attribute: dict[str, dict[str, float]] = {}
+    summaries: dict[str, Summary] = {}
+    for part, rows in SUPERSET_PARTS.items():
+        aucs = superset_aucs(
+            inducer, texts, names, dataset, dataset.split.part(part), rows, chunk=chunk
+        )
+        if not aucs:
+            raise DataError(
+                f"No attribute can be scored on the '{part}' classes of dataset "
+                f"'{dataset.name}': each attribute is held by all of them or by none (or they "
+                "have no attributes listed). Give that part classes that differ in attributes."
+            )
+        per_attribute[part] = aucs
+        summaries[part] = summarize(torch.tensor(list(aucs.values()), dtype=torch.float64))
+    return {
+        **summaries,
+        "H": harmonic_mean(summaries["seen"].mean, summaries["unseen"].mean),
+        "per_attribute": per_attribute,
+    }
