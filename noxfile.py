@@ -57,7 +57,17 @@ def demo(session: nox.Session) -> None:
     session.run("t2m", "download", "shapes", env=OFFLINE)
     session.run("t2m", "encode", config, env=OFFLINE)
     session.run("t2m", "train", config, *session.posargs, env=OFFLINE)
-    session.run("t2m", "evaluate", env=OFFLINE)
+    session.run(
+        "t2m",
+        "evaluate",
+        "--protocol",
+        "pairs,zsl,gzsl",
+        "--baseline",
+        "ridge,eszsl",
+        "--output",
+        "eval-report",
+        env=OFFLINE,
+    )
     session.run(
         "t2m",
         "induce",
@@ -74,4 +84,5 @@ def bench(session: nox.Session) -> None:
     """Benchmarks that print figures (not timed tests): trainer speed, zero-shot accuracy."""
     _install(session)
     session.run("python", "benchmarks/trainer_speed.py", env=OFFLINE)
+    session.run("python", "benchmarks/pair_eval_scale.py", env=OFFLINE)
     session.run("python", "benchmarks/shapes_zero_shot.py", *session.posargs, env=OFFLINE)

@@ -299,65 +299,83 @@ def _comma_list(items: list[str]) -> list[str]:
     return [v.strip() for item in items for v in item.split(",") if v.strip()]
 
 
-def _render_eval(report) -> None:
+METRIC_COLUMNS = {
+    "pairs": ("seen", "unseen", "H", "val"),
+    "zsl": ("top1",),
+    "gzsl": ("S", "U", "H", "S_calibrated", "U_calibrated", "H_calibrated", "AUSUC"),
+    "supersets": ("seen", "unseen", "H", "val"),
+}
+PROTOCOL_TITLES = {
+    "pairs": "pair accuracy (%)",
+    "zsl": "ZSL mean per-class top-1 (%)",
+    "gzsl": "GZSL per-class accuracy (%), calibrated stacking tuned without unseen data",
+    "supersets": "superset ROC-AUC per attribute (%)",
+}
+OVER_TEXT = {
+    "pairs": "ordered pairs",
+    "classes": "classes",
+    "attributes": "attributes",
+    "runs": "runs",
+    "draws": "draws",
+}
+
+
+def _render_eval(evaluations, figures) -> None:
+    """One table per protocol: a row per method, mean +- SEM of each metric."""
     from rich.table import Table
 
-    for name, figures in report.classwise.items():
-        table = Table(title=f"{report.run}: {name} (%)")
-        table.add_column("metric")
-        table.add_column("value", justify="right")
-        for key, value in figures.items():
-            shown = f"{value:.3f}" if key == "calibration" else f"{100 * value:.1f}"
-            table.add_row(key, str(int(value)) if key == "classes" else shown)
+    from t2m_cli.evaluation.report import HYPERNET
+
+    first = evaluations[0]
+    label = {HYPERNET: f"T2M-HN ({first.info['hn_type']})"}
+    several = len(evaluations) > 1
+    for protocol, metrics in METRIC_COLUMNS.items():
+        rows = [f for f in figures if f.protocol == protocol]
+        if not rows:
+            continue
+        methods = list(dict.fromkeys(f.method for f in figures))
+        present = [m for m in metrics if any(f.metric == m for f in rows)]
+        if several:
+            over = f"mean +- SEM over {len(evaluations)} runs"
+        else:
+            kinds = {f.over for f in rows if f.metric in ("seen", "unseen", "top1", "S", "U")}
+            over = "mean +- SEM over " + ", ".join(OVER_TEXT.get(k, k) for k in sorted(kinds))
+        title = first.run if not several else f"{len(evaluations)} runs"
+        table = Table(title=f"{title}: {PROTOCOL_TITLES[protocol]}, {over}")
+        table.add_column("method")
+        for metric in present:
+            table.add_column(metric.replace("_calibrated", " (cal.)"), justify="right")
+        for method in methods:
+            cells = []
+            for metric in present:
+                f = next((f for f in rows if f.method == method and f.metric == metric), None)
+                if f is None:
+                    cells.append("n/a")
+                elif f.sem is None:
+                    cells.append(f"{100 * f.mean:.1f}")
+                else:
+                    cells.append(f"{100 * f.mean:.1f} +- {100 * f.sem:.1f}")
+            table.add_row(label.get(method, method), *cells)
         console.out.print(table)
-    if not report.pairs:
-        return
-    table = Table(title=f"{report.run}: pair accuracy (%), mean +- SEM over ordered pairs")
-    table.add_column("split")
-    table.add_column("pairs", justify="right")
-    table.add_column("accuracy", justify="right")
-    for part in ("seen", "unseen", "val"):
-        s = report.pairs[part]
-        table.add_row(part, str(s.n), f"{100 * s.mean:.1f} +- {100 * s.sem:.1f}")
-    table.add_row("H (seen, unseen)", "", f"{100 * report.h:.1f}")
-    console.out.print(table)
-    if report.baselines:
-        _render_side_by_side(report)
-
-
-def _render_side_by_side(report) -> None:
-    """One row per method: the headline figure of every protocol that ran."""
-    from rich.table import Table
-
-    rows = {report.info["hn_type"]: report.to_json()["protocols"]}
-    rows.update(report.baselines)
-    table = Table(title=f"{report.run}: T2M-HN and baselines (%)")
-    table.add_column("method")
-    headline = [
-        ("pairs", "seen", "pairs seen"),
-        ("pairs", "unseen", "pairs unseen"),
-        ("pairs", "H", "pairs H"),
-        ("zsl", "top1", "zsl top-1"),
-        ("gzsl", "H_calibrated", "gzsl H (cal.)"),
-        ("gzsl", "AUSUC", "AUSUC"),
-    ]
-    present = [h for h in headline if h[0] in rows[report.info["hn_type"]]]
-    for _, _, title in present:
-        table.add_column(title, justify="right")
-    for method, figures in rows.items():
-        cells = []
-        for protocol, key, _ in present:
-            value = figures[protocol][key]
-            value = value["mean"] if isinstance(value, dict) else value
-            cells.append(f"{100 * value:.1f}")
-        table.add_row(method, *cells)
-    console.out.print(table)
+    skipped = sorted(
+        {f.method for f in figures} - {f.method for f in figures if f.protocol != "pairs"}
+    )
+    if skipped and any(f.protocol != "pairs" for f in figures):
+        console.log(
+            f"{', '.join(skipped)}: pairs only (a hypernetwork of fixed k cannot induce a "
+            "classifier over other numbers of classes)."
+        )
 
 
 @app.command()
 def evaluate(
-    run: Annotated[
-        Path | None, typer.Argument(help="Run folder (default: the latest under runs/).")
+    runs: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Run folder(s) (default: the latest under runs/). Several runs, seeds of one "
+            "setting, are averaged: mean +- SEM across runs.",
+            show_default=False,
+        ),
     ] = None,
     checkpoint: Annotated[
         str, typer.Option(help="best (picked on validation classes) or last.")
@@ -366,15 +384,40 @@ def evaluate(
     protocol: Annotated[
         list[str] | None,
         typer.Option(
-            help="pairs (the paper), zsl, gzsl; repeat the option or separate with commas.",
+            help="pairs (the paper), zsl, gzsl, supersets; repeat the option or separate with "
+            "commas.",
             show_default=False,
         ),
     ] = None,
     baseline: Annotated[
         list[str] | None,
         typer.Option(
-            help="Also fit and score a baseline on the same features and texts: ridge, eszsl "
-            "(repeat the option or separate with commas).",
+            help="Also fit and score a baseline on the same features and texts: ridge, eszsl, "
+            "W (the non-symmetric hypernetwork, trained once into RUN/baselines/W); repeat "
+            "the option or separate with commas.",
+            show_default=False,
+        ),
+    ] = None,
+    draws: Annotated[
+        int | None,
+        typer.Option(help="Description draws averaged (eval.draws).", show_default=False),
+    ] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="An eval.key=value setting for this evaluation, e.g. eval.source=names or "
+            "eval.p_negative=1 (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder for eval.json and PNG plots (unseen pair matrix, training curves, "
+            "GZSL curve).",
             show_default=False,
         ),
     ] = None,
@@ -383,29 +426,50 @@ def evaluate(
     cache_dir: CacheDir = None,
     quiet: Quiet = False,
 ) -> None:
-    """Evaluate a run: the paper's pair protocol (Seen, Unseen, H), ZSL / GZSL, baselines."""
+    """Evaluate runs: the paper's pair protocol, ZSL / GZSL, supersets, and baselines."""
     with _errors(quiet):
         if checkpoint not in ("best", "last"):
             raise UserInputError(f"--checkpoint must be 'best' or 'last', not '{checkpoint}'.")
+        if output is not None and output.exists() and not output.is_dir():
+            raise UserInputError(f"--output {output} is a file; give a folder.")
         from t2m_cli.evaluation.protocol import evaluate_run
+        from t2m_cli.evaluation.report import aggregate, report_json
         from t2m_cli.training.run import latest_run
 
-        folder = run if run is not None else latest_run(runs_dir)
-        with console.progress_task(f"evaluate {folder.name}"):
-            protocols = _comma_list(protocol or ["pairs"])
-            baselines = _comma_list(baseline or [])
-            report = evaluate_run(
-                folder,
-                cache_dir=cache_dir,
-                checkpoint=checkpoint,
-                seed=seed,
-                protocols=protocols,
-                baselines=baselines,
-            )
+        folders = list(runs) if runs else [latest_run(runs_dir)]
+        resolved = [f.resolve() for f in folders]
+        if len(set(resolved)) != len(resolved):
+            raise UserInputError("A run folder is given twice; give each run once.")
+        overrides = list(settings or [])
+        if draws is not None:
+            overrides.append(f"eval.draws={draws}")
+        protocols = _comma_list(protocol or ["pairs"])
+        baselines = _comma_list(baseline or [])
+        evaluations = []
+        for folder in folders:
+            with console.progress_task(f"evaluate {folder.name}"):
+                evaluations.append(
+                    evaluate_run(
+                        folder,
+                        cache_dir=cache_dir,
+                        checkpoint=checkpoint,
+                        seed=seed,
+                        protocols=protocols,
+                        baselines=baselines,
+                        overrides=overrides,
+                        log=console.log,
+                    )
+                )
+        figures = aggregate(evaluations)
+        if output is not None:
+            from t2m_cli.evaluation.output import write_output
+
+            for path in write_output(evaluations, output):
+                console.log(f"wrote {path}")
         if json_out:
-            console.out.print_json(json.dumps(report.to_json()))
+            console.out.print_json(json.dumps(report_json(evaluations)))
         else:
-            _render_eval(report)
+            _render_eval(evaluations, figures)
 
 
 @app.command()

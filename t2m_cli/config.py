@@ -132,7 +132,48 @@ class EvalConfig(_Section):
     """Evaluation settings."""
 
     seed: int = Field(default=0, description="Seed of the description draws.")
+    draws: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="Description draws averaged: each pair or class is scored this many times.",
+    )
+    source: Literal["names", "descriptions"] | None = Field(
+        default=None, description="Descriptions at evaluation; default the training source."
+    )
+    p_negative: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Chance of negative descriptions at evaluation; default the training one.",
+    )
+    superset_template: str = Field(
+        default="{}", description="Text of an attribute in the supersets protocol ('{}' = name)."
+    )
+    calibration_share: float = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="Share of each seen class's held-out rows that tunes GZSL calibration.",
+    )
+    max_pairs: int | None = Field(
+        default=None,
+        gt=0,
+        description="Score at most this many random ordered pairs per split part (the paper "
+        "uses 100 for SUN); default all.",
+    )
     chunk: int = Field(default=256, gt=0, description="Pairs induced and scored at once.")
+
+    @field_validator("superset_template")
+    @classmethod
+    def _one_placeholder(cls, value: str) -> str:
+        try:
+            ok = value.count("{}") == 1 and value.format("x") is not None
+        except (IndexError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError("must contain '{}' exactly once (where the attribute name goes)")
+        return value
 
 
 class WandbConfig(_Section):

@@ -82,3 +82,14 @@ def shared_data() -> Path:
     if not data.is_dir():
         pytest.skip("../shared/data is absent (a user's clone has no shared folder)")
     return data
+
+
+def fig(doc: dict, protocol: str, metric: str, method: str = "T2M-HN") -> dict:
+    """The one figure of a ``t2m-eval/1`` document with this method, protocol and metric."""
+    found = [
+        f
+        for f in doc["results"]
+        if (f["method"], f["protocol"], f["metric"]) == (method, protocol, metric)
+    ]
+    assert len(found) == 1, (method, protocol, metric, found)
+    return found[0]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import fig
 from typer.testing import CliRunner
 
 from t2m_cli.cli import app
@@ -81,13 +82,16 @@ def test_train_evaluate_induce_end_to_end(tiny_root, tmp_path, monkeypatch):
     result = runner.invoke(app, ["evaluate", str(run), "--json", "--cache-dir", "cache"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    pairs = report["protocols"]["pairs"]
-    assert pairs["seen"]["n"] == 7 * 6 and pairs["unseen"]["n"] == 4 * 3
-    assert 0 <= pairs["unseen"]["mean"] <= 1 and report["hn_type"] == "EV"
+    assert report["schema"] == "t2m-eval/1"
+    assert fig(report, "pairs", "seen")["n"] == 7 * 6
+    unseen = fig(report, "pairs", "unseen")
+    assert unseen["n"] == 4 * 3 and unseen["over"] == "pairs"
+    assert 0 <= unseen["mean"] <= 1 and report["runs"][0]["hn_type"] == "EV"
+    assert report["runs"][0]["run"] == "r1" and report["runs"][0]["draws"] == 1
 
     result = runner.invoke(app, ["evaluate", "--runs-dir", "runs", "--cache-dir", "cache"])
     assert result.exit_code == 0, result.output
-    assert "unseen" in result.stdout and "H (seen, unseen)" in result.stdout
+    assert "unseen" in result.stdout and "T2M-HN (EV)" in result.stdout
 
     (tmp_path / "mine.txt").write_text("a: a red round thing\nb: a blue square thing\nc\n")
     result = runner.invoke(
@@ -219,7 +223,7 @@ def test_train_and_induce_other_hypernetwork_types(tiny_root, tmp_path, hn_type)
     run = tmp_path / "runs" / hn_type
     result = runner.invoke(app, ["evaluate", str(run), "--json", "--cache-dir", "cache"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["hn_type"] == hn_type
+    assert json.loads(result.stdout)["runs"][0]["hn_type"] == hn_type
     three = tmp_path / "three.txt"
     three.write_text("a: red\nb: blue\nc: round\n")
     result = runner.invoke(app, ["induce", str(three), "--run", str(run), "--json"])
@@ -251,11 +255,13 @@ def test_evaluate_zsl_and_gzsl(tiny_root, tmp_path):
         ["evaluate", str(run), "--protocol", "zsl,gzsl", "--json", "--cache-dir", "cache"],
     )
     assert result.exit_code == 0, result.output
-    protocols = json.loads(result.stdout)["protocols"]
-    assert set(protocols) == {"zsl", "gzsl"}
-    assert 0 <= protocols["zsl"]["top1"] <= 1 and protocols["zsl"]["classes"] == 4
-    g = protocols["gzsl"]
-    assert 0 <= g["AUSUC"] <= 1 and 0 <= g["H_calibrated"] <= 1
+    doc = json.loads(result.stdout)
+    assert {f["protocol"] for f in doc["results"]} == {"zsl", "gzsl"}
+    top1 = fig(doc, "zsl", "top1")
+    assert 0 <= top1["mean"] <= 1 and top1["n"] == 4 and top1["over"] == "classes"
+    assert 0 <= fig(doc, "gzsl", "AUSUC")["mean"] <= 1
+    assert 0 <= fig(doc, "gzsl", "H_calibrated")["mean"] <= 1
+    assert fig(doc, "gzsl", "H")["sem"] is None
     result = runner.invoke(app, ["evaluate", str(run), "--protocol", "nope"])
     assert result.exit_code == 2 and "pairs" in result.stderr
 
@@ -272,11 +278,12 @@ def test_evaluate_with_baselines_side_by_side(tiny_root, tmp_path):
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert set(out["baselines"]) == {"ridge", "eszsl"}
-    assert out["baselines"]["ridge"]["pairs"]["unseen"]["n"] == 12
-    assert "alpha" in out["baselines"]["ridge"]["hyperparameters"]
+    assert {f["method"] for f in out["results"]} == {"T2M-HN", "ridge", "eszsl"}
+    assert fig(out, "pairs", "unseen", "ridge")["n"] == 12
+    assert fig(out, "zsl", "top1", "eszsl")["n"] == 4
+    assert "alpha" in out["runs"][0]["hyperparameters"]["ridge"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "T2M-HN and baselines" in result.stdout and "eszsl" in result.stdout
+    assert "T2M-HN (EV)" in result.stdout and "eszsl" in result.stdout
     result = runner.invoke(app, ["evaluate", run, "--baseline", "devise"])
     assert result.exit_code == 2 and "ridge" in result.stderr

@@ -71,5 +71,7 @@ def test_model_selection_and_tuning_ignore_unseen_classes(tiny_root, tmp_path):
     oracle = _Oracle(means, names)
     a = gzsl(oracle, names, ds, torch.Generator())
     b = gzsl(oracle, names, other, torch.Generator())
-    assert a["calibration"] == b["calibration"]
-    assert a["U"] != b["U"]  # the scrambled classes were scored, only never used to choose
+    assert a.calibration == b.calibration
+    assert torch.equal(a.seen, b.seen) and torch.equal(a.seen_calibrated, b.seen_calibrated)
+    # The scrambled classes were scored, only never used to choose.
+    assert not torch.equal(a.unseen, b.unseen)

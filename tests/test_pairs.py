@@ -11,7 +11,7 @@ from t2m_cli.data.dataset import Split, ZeroShotDataset, load_dataset
 from t2m_cli.data.texts import TextBank
 from t2m_cli.encoders.text import HashingEncoder
 from t2m_cli.evaluation import pairs as pairs_module
-from t2m_cli.evaluation.metrics import harmonic_mean, summarize
+from t2m_cli.evaluation.metrics import harmonic_mean, running_counter_accuracies, summarize
 from t2m_cli.evaluation.pairs import (
     ClassRows,
     is_linear,
@@ -79,6 +79,52 @@ def test_pair_accuracy_is_per_pair_and_matches_a_direct_count(tiny_root):
         d_b = ((x - means[b]) ** 2).sum(1)
         pred = torch.where(d_a <= d_b, a, b)
         assert math.isclose(value, float((pred == y).float().mean()), rel_tol=1e-6)
+
+
+def test_running_counters_of_the_original_differ_from_true_per_pair_accuracy(tiny_root):
+    # By hand: pairs at 100%, 50%, 100%, 50% of 10 rows each.
+    correct, total = torch.tensor([10, 5, 10, 5]), torch.full((4,), 10)
+    true = correct / total
+    running = running_counter_accuracies(correct, total)
+    assert torch.allclose(running, torch.tensor([1.0, 0.75, 25 / 30, 0.75], dtype=torch.float64))
+    assert summarize(true).sem == pytest.approx(0.5 / 3**0.5 / 2)
+    assert summarize(running).sem < summarize(true).sem / 2  # understated
+
+    # On real pairs (an untrained EV, so accuracies vary): t2m reports each pair's own count.
+    ds = load_dataset(tiny_root, "tiny", "pointnet")
+    bank = TextBank.build(ds.classes, ds.descriptions, "names", HashingEncoder(64))
+    torch.manual_seed(0)
+    hn = build_hypernet("EV", text_dim=64, feature_dim=ds.feature_dim, hidden=8, k=2)
+    pairs, acc = pair_accuracies(hn, bank, ds, ds.split.seen, "all", torch.Generator())
+    sizes = torch.tensor(
+        [int(((ds.labels == a) | (ds.labels == b)).sum()) for a, b in pairs.tolist()]
+    )
+    running = running_counter_accuracies((acc.double() * sizes).round(), sizes)
+    assert running[0] == pytest.approx(float(acc[0]))
+    assert not torch.allclose(running.float(), acc, atol=1e-3)
+    assert summarize(running).sem < summarize(acc).sem
+
+
+def test_a_random_subset_of_pairs_is_the_same_for_every_draw_and_method(tiny_root):
+    ds = load_dataset(tiny_root, "tiny", "pointnet")
+    bank = TextBank.build(ds.classes, ds.descriptions, "descriptions", HashingEncoder(64))
+    means = torch.stack([ds.features[ds.labels == c].mean(0) for c in range(len(ds.classes))])
+    hn = _Oracle(means, bank)
+    everything, all_acc = pair_accuracies(hn, bank, ds, ds.split.seen, "all", torch.Generator())
+    g = torch.Generator().manual_seed(1)
+    sub, acc = pair_accuracies(hn, bank, ds, ds.split.seen, "all", g, max_pairs=10, subset_seed=4)
+    assert sub.shape == (10, 2) and acc.shape == (10,)
+    assert len({tuple(p) for p in sub.tolist()}) == 10
+    rows = [everything.tolist().index(p) for p in sub.tolist()]
+    assert rows == sorted(rows)  # kept in ordered-pair order
+    again, _ = pair_accuracies(hn, bank, ds, ds.split.seen, "all", g, max_pairs=10, subset_seed=4)
+    assert torch.equal(again, sub)
+    other, _ = pair_accuracies(hn, bank, ds, ds.split.seen, "all", g, max_pairs=10, subset_seed=5)
+    assert not torch.equal(other, sub)
+    # The oracle ignores draws, so the subset's accuracies are those pairs' own.
+    assert torch.equal(acc, all_acc[rows])
+    big, _ = pair_accuracies(hn, bank, ds, ds.split.seen, "all", g, max_pairs=10**6)
+    assert torch.equal(big, everything)
 
 
 def test_held_out_rows_only_for_part_test(tiny_root):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import fig
 from typer.testing import CliRunner
 
 from t2m_cli.cli import app
@@ -31,8 +32,8 @@ def test_download_encode_train_evaluate_induce_on_shapes(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["evaluate", "runs/r", "--json", *cache])
     assert result.exit_code == 0, result.output
-    pairs = json.loads(result.stdout)["protocols"]["pairs"]
-    assert pairs["seen"]["n"] == 26 * 25 and pairs["unseen"]["n"] == 7 * 6
+    doc = json.loads(result.stdout)
+    assert fig(doc, "pairs", "seen")["n"] == 26 * 25 and fig(doc, "pairs", "unseen")["n"] == 7 * 6
 
     descriptions = tmp_path / "d.txt"
     descriptions.write_text("washer: a flat ring like a washer\npole: a tall thin pole\n")

@@ -59,6 +59,21 @@ def summarize(values: torch.Tensor) -> Summary:
     )
 
 
+def running_counter_accuracies(correct: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """What the original evaluation reported as each pair's accuracy: a running average.
+
+    Its correct / total counters were never reset between pairs, so pair i got
+    ``sum(correct[:i+1]) / sum(total[:i+1])``. Kept only to show the defect next to the true
+    per-pair accuracies that t2m reports: the running values are smoothed towards the mean, so
+    their SEM is understated.
+
+    Args:
+        correct: (P,) correct predictions of each pair, in evaluation order.
+        total: (P,) rows scored for each pair.
+    """
+    return correct.double().cumsum(0) / total.double().cumsum(0)
+
+
 def harmonic_mean(seen: float, unseen: float) -> float:
     """H = 2SU / (S + U), 0 when both are 0."""
     return 0.0 if seen + unseen == 0 else 2 * seen * unseen / (seen + unseen)

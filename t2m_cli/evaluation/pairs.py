@@ -187,6 +187,8 @@ def pair_accuracies(
     part: str,
     generator: torch.Generator,
     chunk: int = 256,
+    max_pairs: int | None = None,
+    subset_seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Accuracy of the induced binary classifier of every ordered pair of ``classes``.
 
@@ -205,9 +207,14 @@ def pair_accuracies(
         generator: draws the description of each class in each pair.
         chunk: pairs induced and scored at once; memory grows with it (and with the features
             of ``classes``), not with the pair count.
+        max_pairs: score only this many ordered pairs, drawn at random without replacement
+            (the paper's 100 random pairs for SUN); None scores them all.
+        subset_seed: seed of that subset, separate from ``generator`` so that every method and
+            every draw is scored on the same pairs.
 
     Returns:
-        pairs (P, 2) dataset labels and acc (P,) float accuracies, P = len(classes) * (len - 1).
+        pairs (P, 2) dataset labels and acc (P,) float accuracies, P = len(classes) * (len - 1)
+        or ``max_pairs`` if smaller, in the order of `ordered_pairs`.
     """
     if len(classes) < 2:
         raise DataError(
@@ -221,6 +228,9 @@ def pair_accuracies(
     linear = is_linear(hypernet)
     layout = ClassRows.build([dataset.class_rows(c, part) for c in classes], features, linear)
     local = ordered_pairs(len(classes))
+    if max_pairs is not None and max_pairs < len(local):
+        picked = torch.randperm(len(local), generator=torch.Generator().manual_seed(subset_seed))
+        local = local[picked[:max_pairs].sort().values]
     pairs = labels[local]
     accs = []
     was_training = hypernet.training

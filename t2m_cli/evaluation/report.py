@@ -1,0 +1,217 @@
+"""What `t2m evaluate` reports, as one flat list of figures, and its JSON schema.
+
+Every result is a `Figure`: one metric of one protocol for one method, with its mean, its
+standard error and what the mean is taken over. One run gives figures over pairs, classes or
+attributes; several runs (seeds) of one setting are aggregated into figures over runs.
+
+JSON schema ``t2m-eval/1`` (``t2m evaluate --json``, and ``eval.json`` under ``--output``)::
+
+    {
+      "schema": "t2m-eval/1",
+      "runs": [                          # one entry per evaluated run
+        {"run": "20261127-...-EV",       # run folder name
+         "dataset": "shapes", "encoder": "all-MiniLM-L6-v2", "hn_type": "EV",
+         "seed": 0,                      # training seed
+         "eval_seed": 0, "draws": 1,     # description draws averaged, and their seed
+         "text_source": "descriptions", "p_negative": 0.0,   # descriptions at evaluation
+         "checkpoint": "best", "epoch": 37,
+         "hyperparameters": {"ridge": {"alpha": 10.0}, ...}}  # chosen on validation classes
+      ],
+      "over": "pairs/classes/attributes" | "runs",
+      "results": [                       # the headline table
+        {"method": "T2M-HN", "protocol": "pairs", "metric": "unseen",
+         "mean": 0.79, "sem": 0.012, "n": 42, "over": "pairs",
+         "median": 0.8, "std": 0.08}     # median and std only where defined
+      ],
+      "per_run": {"<run>": [figures]},   # only when several runs were aggregated
+      "details": {"<run>": {...}}        # only in eval.json: pair matrices and GZSL curves
+    }
+
+Methods: ``T2M-HN`` (the run's own hypernetwork, its type in ``runs[].hn_type``) and the
+baselines by their ``--baseline`` names. Metrics by protocol (accuracies and AUCs in [0, 1]):
+
+- ``pairs``: ``seen``, ``unseen``, ``val`` (mean over ordered pairs of each pair's accuracy),
+  ``H`` (harmonic mean of the seen and unseen means; no SEM).
+- ``zsl``: ``top1`` (mean over unseen classes of per-class top-1 accuracy).
+- ``gzsl``: ``S``, ``U`` (over classes), ``H``, the same three with ``_calibrated``, the
+  ``calibration`` constant and ``AUSUC``.
+- ``supersets``: ``seen``, ``unseen``, ``val`` (mean over attributes of ROC-AUC) and ``H``.
+
+``sem`` is null where no spread is defined (H, a constant, AUSUC of a single draw). With
+several draws, per-pair and per-class figures are averaged over the draws before the mean over
+pairs or classes; constants and AUSUC are averaged over draws, their SEM over draws.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from t2m_cli.errors import UserInputError
+from t2m_cli.evaluation.metrics import Summary
+
+SCHEMA = "t2m-eval/1"
+HYPERNET = "T2M-HN"
+"""Method name of the evaluated run's own hypernetwork."""
+
+# Run facts that must agree for runs to be aggregated as seeds of one setting.
+SETTING_KEYS = ("dataset", "encoder", "hn_type", "text_source", "p_negative", "draws", "checkpoint")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One metric of one protocol for one method.
+
+    Attributes:
+        method: ``T2M-HN`` or a baseline name.
+        protocol: pairs, zsl, gzsl or supersets.
+        metric: see the module docstring.
+        mean: the value (a mean over ``n`` items of kind ``over``).
+        sem: its standard error, None where undefined.
+        n: how many items the mean is over.
+        over: pairs, classes, attributes, draws or runs.
+        median, std: of the items, where defined.
+    """
+
+    method: str
+    protocol: str
+    metric: str
+    mean: float
+    sem: float | None
+    n: int
+    over: str
+    median: float | None = None
+    std: float | None = None
+
+    @classmethod
+    def of(cls, method: str, protocol: str, metric: str, summary: Summary, over: str) -> Figure:
+        return cls(
+            method,
+            protocol,
+            metric,
+            summary.mean,
+            summary.sem,
+            summary.n,
+            over,
+            summary.median,
+            summary.std,
+        )
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.method, self.protocol, self.metric)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "method": self.method,
+            "protocol": self.protocol,
+            "metric": self.metric,
+            "mean": self.mean,
+            "sem": self.sem,
+            "n": self.n,
+            "over": self.over,
+        }
+        if self.median is not None:
+            out["median"] = self.median
+        if self.std is not None:
+            out["std"] = self.std
+        return out
+
+
+@dataclass
+class RunEvaluation:
+    """Everything evaluating one run produced.
+
+    Attributes:
+        run_dir: the run folder.
+        info: the run's entry of ``runs`` in the JSON (without hyperparameters).
+        figures: the results.
+        hyperparameters: per baseline, what it chose on validation classes.
+        details: per method, the unseen pair-accuracy matrix and the GZSL curve, for plots.
+    """
+
+    run_dir: Path
+    info: dict[str, Any]
+    figures: list[Figure] = field(default_factory=list)
+    hyperparameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def run(self) -> str:
+        return self.run_dir.name
+
+    def figure(self, method: str, protocol: str, metric: str) -> Figure:
+        for f in self.figures:
+            if f.key == (method, protocol, metric):
+                return f
+        raise KeyError((method, protocol, metric))
+
+    def run_json(self) -> dict[str, Any]:
+        return {"run": self.run, **self.info, "hyperparameters": self.hyperparameters}
+
+
+def aggregate(evaluations: list[RunEvaluation]) -> list[Figure]:
+    """Mean +- SEM across runs of each figure every run has (one run: its own figures).
+
+    Raises:
+        UserInputError: if the runs differ in a setting (dataset, encoder, hypernetwork type,
+            descriptions, draws or checkpoint): only seeds of one setting are averaged.
+    """
+    if len(evaluations) == 1:
+        return list(evaluations[0].figures)
+    first = evaluations[0]
+    for other in evaluations[1:]:
+        differ = [k for k in SETTING_KEYS if other.info.get(k) != first.info.get(k)]
+        if differ:
+            details = ", ".join(
+                f"{k}: {first.info.get(k)!r} vs {other.info.get(k)!r}" for k in differ
+            )
+            raise UserInputError(
+                f"Runs {first.run} and {other.run} differ ({details}); several runs are "
+                "averaged only when they are seeds of one setting. Evaluate them separately."
+            )
+    values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    order: list[tuple[str, str, str]] = []
+    for evaluation in evaluations:
+        for f in evaluation.figures:
+            if f.key not in values:
+                order.append(f.key)
+            values[f.key].append(f.mean)
+    out = []
+    for key in order:
+        v = values[key]
+        if len(v) != len(evaluations):
+            continue  # a figure only some runs have is not averaged
+        std = statistics.stdev(v)
+        out.append(
+            Figure(
+                *key,
+                statistics.fmean(v),
+                std / math.sqrt(len(v)),
+                len(v),
+                "runs",
+                statistics.median(v),
+                std,
+            )
+        )
+    return out
+
+
+def report_json(evaluations: list[RunEvaluation], details: bool = False) -> dict[str, Any]:
+    """The ``t2m-eval/1`` document for one or several runs (see the module docstring)."""
+    several = len(evaluations) > 1
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "runs": [e.run_json() for e in evaluations],
+        "over": "runs" if several else "pairs/classes/attributes",
+        "results": [f.to_json() for f in aggregate(evaluations)],
+    }
+    if several:
+        doc["per_run"] = {e.run: [f.to_json() for f in e.figures] for e in evaluations}
+    if details:
+        doc["details"] = {e.run: e.details for e in evaluations}
+    return doc

@@ -1,0 +1,204 @@
+"""`t2m evaluate` beyond one protocol: draws, description sources, supersets, the W baseline,
+several runs aggregated, and --output with eval.json and PNG figures."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import fig
+from test_cli import _train as train_cli
+from typer.testing import CliRunner
+
+from t2m_cli.cli import app
+from t2m_cli.config import load_config
+from t2m_cli.data.dataset import load_dataset
+from t2m_cli.data.texts import TextBank
+from t2m_cli.encoders.text import HashingEncoder
+from t2m_cli.evaluation.pairs import pair_accuracies
+from t2m_cli.evaluation.protocol import score_method
+from t2m_cli.models.hypernet import build_hypernet
+
+runner = CliRunner()
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _train(tiny_root: Path, tmp_path: Path, name: str, *extra: str) -> Path:
+    result = train_cli(tiny_root, tmp_path, name, *extra)
+    assert result.exit_code == 0, result.output
+    return tmp_path / "runs" / name
+
+
+def _evaluate(tmp_path: Path, *args: str):
+    return runner.invoke(app, ["evaluate", *args, "--cache-dir", str(tmp_path / "cache"), "-q"])
+
+
+def test_draws_average_per_pair_accuracies_over_successive_draws(tiny_root):
+    ds = load_dataset(tiny_root, "tiny", "pointnet")
+    bank = TextBank.build(ds.classes, ds.descriptions, "descriptions", HashingEncoder(32))
+    torch.manual_seed(0)
+    model = build_hypernet("EV", text_dim=32, feature_dim=ds.feature_dim, hidden=8, k=2)
+    settings = load_config(None, ["eval.draws=3"]).eval
+    figures, details = score_method(
+        model, "T2M-HN", bank, ds, ["pairs"], settings, 5, HashingEncoder(32)
+    )
+    generator = torch.Generator().manual_seed(5)
+    draws = [
+        pair_accuracies(model, bank, ds, ds.split.unseen, "all", generator)[1].double()
+        for _ in range(3)
+    ]
+    assert not torch.equal(draws[0], draws[1])  # the draws really differ
+    expected = torch.stack(draws).mean(0)
+    unseen = next(f for f in figures if f.metric == "unseen")
+    assert unseen.mean == pytest.approx(float(expected.mean()), abs=1e-9)
+    assert unseen.n == len(expected) and unseen.over == "pairs"
+    matrix = details["unseen_pairs"]["matrix"]
+    assert matrix[0][0] is None and matrix[0][1] == pytest.approx(float(expected[0]))
+
+
+def test_description_source_and_draws_come_from_eval_settings(tiny_root, tmp_path):
+    run = _train(tiny_root, tmp_path, "ev")
+    result = _evaluate(tmp_path, str(run), "--json", "--set", "eval.source=names", "--draws", "2")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    info = doc["runs"][0]
+    assert info["text_source"] == "names" and info["draws"] == 2
+    # With one text per class every draw is the same, so two draws equal one.
+    one = json.loads(_evaluate(tmp_path, str(run), "--json", "--set", "eval.source=names").stdout)
+    assert fig(doc, "pairs", "unseen")["mean"] == pytest.approx(fig(one, "pairs", "unseen")["mean"])
+
+    negative = _evaluate(tmp_path, str(run), "--json", "--set", "eval.p_negative=1")
+    assert negative.exit_code == 0, negative.output
+    neg = json.loads(negative.stdout)
+    assert neg["runs"][0]["p_negative"] == 1.0
+    assert fig(neg, "pairs", "unseen")["mean"] != fig(one, "pairs", "unseen")["mean"]
+
+    sampled = _evaluate(tmp_path, str(run), "--json", "--set", "eval.max_pairs=5")
+    assert sampled.exit_code == 0, sampled.output
+    sampled_doc = json.loads(sampled.stdout)
+    assert (
+        fig(sampled_doc, "pairs", "seen")["n"] == 5
+        and fig(sampled_doc, "pairs", "unseen")["n"] == 5
+    )
+
+    for bad, words in (
+        (["--set", "train.epochs=3"], "Only eval.*"),
+        (["--set", "eval.draws=0"], "eval.draws"),
+        (["--draws", "0"], "eval.draws"),
+        (["--set", "eval.sauce=names"], "eval.sauce"),
+    ):
+        result = _evaluate(tmp_path, str(run), *bad)
+        assert result.exit_code == 2, (bad, result.output)
+        assert words in result.stderr and "Traceback" not in result.output
+
+
+def test_supersets_protocol_through_the_cli(tiny_root, tmp_path):
+    run = _train(tiny_root, tmp_path, "ev")
+    args = [str(run), "--protocol", "supersets", "--baseline", "ridge", "--json"]
+    result = _evaluate(tmp_path, *args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    for method in ("T2M-HN", "ridge"):
+        unseen = fig(doc, "supersets", "unseen", method)
+        assert 0 <= unseen["mean"] <= 1 and unseen["over"] == "attributes" and unseen["n"] >= 1
+        assert fig(doc, "supersets", "H", method)["sem"] is None
+    result = _evaluate(
+        tmp_path, str(run), "--protocol", "supersets", "--set", "eval.superset_template=x"
+    )
+    assert result.exit_code == 2 and "superset_template" in result.stderr
+
+
+def test_w_baseline_trains_once_into_the_run_and_takes_part_in_pairs_only(tiny_root, tmp_path):
+    run = _train(tiny_root, tmp_path, "ev")
+    args = [str(run), "--protocol", "pairs,zsl", "--baseline", "W", "--json"]
+    result = _evaluate(tmp_path, *args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert fig(doc, "pairs", "unseen", "W")["n"] == 12
+    assert not [f for f in doc["results"] if f["method"] == "W" and f["protocol"] == "zsl"]
+    assert fig(doc, "zsl", "top1")["n"] == 4
+    folder = run / "baselines" / "W"
+    best = folder / "best.safetensors"
+    assert best.is_file() and doc["runs"][0]["hyperparameters"]["W"]["epochs"] == 3
+    config = (folder / "config.yaml").read_text()
+    assert "hn_type: W" in config and "classes_per_task: 2" in config
+    stamp = best.stat().st_mtime_ns
+    again = _evaluate(tmp_path, *args)
+    assert again.exit_code == 0, again.output
+    assert best.stat().st_mtime_ns == stamp  # reused, not retrained
+    assert json.loads(again.stdout)["results"] == doc["results"]
+
+    # The table says W is pairs only.
+    table = _evaluate(tmp_path, str(run), "--protocol", "pairs,zsl", "--baseline", "W")
+    assert table.exit_code == 0 and "n/a" in table.stdout
+
+    w_run = _train(tiny_root, tmp_path, "w", "--hn-type", "W")
+    result = _evaluate(tmp_path, str(w_run), "--baseline", "W")
+    assert result.exit_code == 2 and "itself a W" in result.stderr
+
+
+def test_several_runs_are_averaged_across_seeds(tiny_root, tmp_path):
+    runs = [_train(tiny_root, tmp_path, f"s{seed}", "--seed", str(seed)) for seed in (0, 1, 2)]
+    singles = []
+    for run in runs:
+        result = _evaluate(tmp_path, str(run), "--json", "--protocol", "pairs,zsl")
+        assert result.exit_code == 0, result.output
+        singles.append(json.loads(result.stdout))
+    result = _evaluate(tmp_path, *map(str, runs), "--json", "--protocol", "pairs,zsl")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["over"] == "runs" and [r["seed"] for r in doc["runs"]] == [0, 1, 2]
+    for protocol, metric in (("pairs", "unseen"), ("pairs", "H"), ("zsl", "top1")):
+        values = [fig(s, protocol, metric)["mean"] for s in singles]
+        agg = fig(doc, protocol, metric)
+        assert agg["n"] == 3 and agg["over"] == "runs"
+        assert agg["mean"] == pytest.approx(statistics.fmean(values))
+        assert agg["sem"] == pytest.approx(statistics.stdev(values) / 3**0.5)
+    assert set(doc["per_run"]) == {"s0", "s1", "s2"}
+    table = _evaluate(tmp_path, *map(str, runs))
+    assert table.exit_code == 0 and "over 3 runs" in table.stdout
+
+    other = _train(tiny_root, tmp_path, "iv", "--hn-type", "IVEV")
+    result = _evaluate(tmp_path, str(runs[0]), str(other))
+    assert result.exit_code == 2 and "hn_type" in result.stderr
+    result = _evaluate(tmp_path, str(runs[0]), str(runs[0]))
+    assert result.exit_code == 2 and "twice" in result.stderr
+
+
+def test_output_writes_eval_json_and_readable_pngs(tiny_root, tmp_path):
+    run = _train(tiny_root, tmp_path, "ev")
+    out = tmp_path / "report"
+    args = [str(run), "--protocol", "pairs,gzsl", "--baseline", "ridge", "--output", str(out)]
+    result = _evaluate(tmp_path, *args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "eval.json").read_text())
+    assert doc["schema"] == "t2m-eval/1"
+    details = doc["details"]["ev"]
+    assert len(details["T2M-HN"]["unseen_pairs"]["classes"]) == 4
+    assert len(details["ridge"]["gzsl_curve"]["S"]) == len(details["ridge"]["gzsl_curve"]["U"])
+    for name in (
+        "unseen_pairs_t2m-hn.png",
+        "unseen_pairs_ridge.png",
+        "training_curves.png",
+        "gzsl_curve.png",
+    ):
+        assert (out / name).read_bytes()[:8] == PNG, name
+    assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".png")) == ["eval.json"]
+
+    # Several runs: one folder of figures per run, the aggregate in eval.json.
+    second = _train(tiny_root, tmp_path, "ev2", "--seed", "1")
+    many = tmp_path / "many"
+    result = _evaluate(tmp_path, str(run), str(second), "--output", str(many))
+    assert result.exit_code == 0, result.output
+    assert json.loads((many / "eval.json").read_text())["over"] == "runs"
+    assert (many / "ev" / "unseen_pairs_t2m-hn.png").is_file()
+    assert (many / "ev2" / "training_curves.png").is_file()
+
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("keep")
+    result = _evaluate(tmp_path, str(run), "--output", str(a_file))
+    assert result.exit_code == 2 and "folder" in result.stderr
+    assert a_file.read_text() == "keep"
