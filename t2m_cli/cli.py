@@ -302,26 +302,28 @@ def _comma_list(items: list[str]) -> list[str]:
 METRIC_COLUMNS = {
     "pairs": ("seen", "unseen", "H", "val"),
     "zsl": ("top1",),
-    "gzsl": ("S", "U", "H", "S_calibrated", "U_calibrated", "H_calibrated", "AUSUC"),
+    "gzsl": ("S", "U", "H", "AUSUC"),
     "supersets": ("seen", "unseen", "H", "val"),
 }
 PROTOCOL_TITLES = {
     "pairs": "pair accuracy (%)",
     "zsl": "ZSL mean per-class top-1 (%)",
-    "gzsl": "GZSL per-class accuracy (%), calibrated stacking tuned without unseen data",
+    "gzsl": "GZSL per-class accuracy (%); calibrated stacking tuned without unseen data",
     "supersets": "superset ROC-AUC per attribute (%)",
 }
-OVER_TEXT = {
-    "pairs": "ordered pairs",
-    "classes": "classes",
-    "attributes": "attributes",
-    "runs": "runs",
-    "draws": "draws",
-}
+OVER_TEXT = {"pairs": "ordered pairs", "classes": "classes", "attributes": "attributes"}
+
+
+def _cell(figure) -> str:
+    if figure is None:
+        return "n/a"
+    if figure.sem is None:
+        return f"{100 * figure.mean:.1f}"
+    return f"{100 * figure.mean:.1f} +- {100 * figure.sem:.1f}"
 
 
 def _render_eval(evaluations, figures) -> None:
-    """One table per protocol: a row per method, mean +- SEM of each metric."""
+    """One table per protocol: a row per method (GZSL: two, without and with calibration)."""
     from rich.table import Table
 
     from t2m_cli.evaluation.report import HYPERNET
@@ -329,12 +331,12 @@ def _render_eval(evaluations, figures) -> None:
     first = evaluations[0]
     label = {HYPERNET: f"T2M-HN ({first.info['hn_type']})"}
     several = len(evaluations) > 1
+    by_key = {f.key: f for f in figures}
+    methods = list(dict.fromkeys(f.method for f in figures))
     for protocol, metrics in METRIC_COLUMNS.items():
         rows = [f for f in figures if f.protocol == protocol]
         if not rows:
             continue
-        methods = list(dict.fromkeys(f.method for f in figures))
-        present = [m for m in metrics if any(f.metric == m for f in rows)]
         if several:
             over = f"mean +- SEM over {len(evaluations)} runs"
         else:
@@ -343,19 +345,26 @@ def _render_eval(evaluations, figures) -> None:
         title = first.run if not several else f"{len(evaluations)} runs"
         table = Table(title=f"{title}: {PROTOCOL_TITLES[protocol]}, {over}")
         table.add_column("method")
+        gzsl = protocol == "gzsl"
+        if gzsl:
+            table.add_column("stacking")
+        present = [m for m in metrics if any(f.metric == m for f in rows)]
         for metric in present:
-            table.add_column(metric.replace("_calibrated", " (cal.)"), justify="right")
+            table.add_column(metric, justify="right")
         for method in methods:
-            cells = []
-            for metric in present:
-                f = next((f for f in rows if f.method == method and f.metric == metric), None)
-                if f is None:
-                    cells.append("n/a")
-                elif f.sem is None:
-                    cells.append(f"{100 * f.mean:.1f}")
-                else:
-                    cells.append(f"{100 * f.mean:.1f} +- {100 * f.sem:.1f}")
-            table.add_row(label.get(method, method), *cells)
+            cells = [_cell(by_key.get((method, protocol, m))) for m in present]
+            if not gzsl:
+                table.add_row(label.get(method, method), *cells)
+                continue
+            table.add_row(label.get(method, method), "none", *cells)
+            if (method, protocol, "S") not in by_key:
+                continue
+            constant = by_key[(method, protocol, "calibration")].mean
+            calibrated = [
+                _cell(by_key.get((method, protocol, f"{m}_calibrated"))) if m != "AUSUC" else ""
+                for m in present
+            ]
+            table.add_row("", f"c = {constant:.3g}", *calibrated)
         console.out.print(table)
     skipped = sorted(
         {f.method for f in figures} - {f.method for f in figures if f.protocol != "pairs"}
