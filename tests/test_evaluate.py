@@ -202,3 +202,57 @@ def test_output_writes_eval_json_and_readable_pngs(tiny_root, tmp_path):
     result = _evaluate(tmp_path, str(run), "--output", str(a_file))
     assert result.exit_code == 2 and "folder" in result.stderr
     assert a_file.read_text() == "keep"
+
+
+def test_json_follows_the_documented_schema(tiny_root, tmp_path):
+    """Every key the report.py docstring documents, and no others."""
+    run = _train(tiny_root, tmp_path, "ev")
+    args = [str(run), "--json", "--protocol", "pairs,zsl,gzsl,supersets", "--baseline", "ridge"]
+    result = _evaluate(tmp_path, *args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert set(doc) == {"schema", "runs", "over", "results"}
+    assert doc["schema"] == "t2m-eval/1" and doc["over"] == "pairs/classes/attributes"
+    assert set(doc["runs"][0]) == {
+        "run",
+        "dataset",
+        "encoder",
+        "hn_type",
+        "seed",
+        "eval_seed",
+        "draws",
+        "text_source",
+        "p_negative",
+        "checkpoint",
+        "epoch",
+        "hyperparameters",
+    }
+    documented = {
+        "pairs": {"seen", "unseen", "val", "H"},
+        "zsl": {"top1"},
+        "gzsl": {
+            "S",
+            "U",
+            "H",
+            "S_calibrated",
+            "U_calibrated",
+            "H_calibrated",
+            "calibration",
+            "AUSUC",
+        },
+        "supersets": {"seen", "unseen", "val", "H"},
+    }
+    for method in ("T2M-HN", "ridge"):
+        for protocol, metrics in documented.items():
+            got = {
+                f["metric"]
+                for f in doc["results"]
+                if f["method"] == method and f["protocol"] == protocol
+            }
+            assert got == metrics, (method, protocol)
+    required = {"method", "protocol", "metric", "mean", "sem", "n", "over"}
+    for f in doc["results"]:
+        assert required <= set(f) <= required | {"median", "std"}
+        assert isinstance(f["n"], int) and f["n"] >= 1
+        assert f["over"] in {"pairs", "classes", "attributes", "draws", "means"}
+        assert f["sem"] is None or f["sem"] >= 0

@@ -37,7 +37,10 @@ baselines by their ``--baseline`` names. Metrics by protocol (accuracies and AUC
   ``calibration`` constant and ``AUSUC``.
 - ``supersets``: ``seen``, ``unseen``, ``val`` (mean over attributes of ROC-AUC) and ``H``.
 
-``sem`` is null where no spread is defined (H, a constant, AUSUC of a single draw). With
+``over`` says what ``mean`` is a mean of: pairs, classes or attributes within a run; draws for
+the calibration constant and AUSUC; runs when several runs are aggregated; "means" for an H,
+the harmonic mean of two means (``n`` 2). ``sem`` is null where no spread is defined (H, a
+constant or AUSUC of a single draw). With
 several draws, per-pair and per-class figures are averaged over the draws before the mean over
 pairs or classes; constants and AUSUC are averaged over draws, their SEM over draws.
 """
@@ -73,7 +76,7 @@ class Figure:
         mean: the value (a mean over ``n`` items of kind ``over``).
         sem: its standard error, None where undefined.
         n: how many items the mean is over.
-        over: pairs, classes, attributes, draws or runs.
+        over: pairs, classes, attributes, draws, runs, or means (an H).
         median, std: of the items, where defined.
     """
 
