@@ -18,6 +18,7 @@ draws are averaged. Nothing here reads unseen-class data to choose anything.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,7 +280,8 @@ def _pair_matrix(dataset, classes, pairs, acc) -> dict[str, Any]:
     local = {dataset.index(c): i for i, c in enumerate(classes)}
     matrix: list[list[float | None]] = [[None] * len(classes) for _ in classes]
     for (a, b), value in zip(pairs.tolist(), acc.tolist()):
-        matrix[local[a]][local[b]] = value
+        # A pair with no rows has no accuracy (NaN); JSON has no NaN, so it stays None.
+        matrix[local[a]][local[b]] = None if math.isnan(value) else value
     return {"classes": list(classes), "matrix": matrix}
 
 
