@@ -119,6 +119,14 @@ class TrainConfig(_Section):
     seed: int = 0
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     amp: bool = Field(default=False, description="Mixed precision (bfloat16), meant for CUDA.")
+    task: Literal["classes", "supersets"] = Field(
+        default="classes",
+        description="What a training task is. 'classes': an ordered set of classes_per_task "
+        "seen classes, cross-entropy (the paper's class task). 'supersets': one attribute of "
+        "attributes.json (its eval.superset_template text) against the seen classes without "
+        "it, a single-logit target trained with binary cross-entropy; validation is then the "
+        "mean ROC-AUC over attributes on the validation classes (needs EV or IVEV).",
+    )
 
     @field_validator("device")
     @classmethod
@@ -213,6 +221,16 @@ class Config(_Section):
                 f"model.hn_type {self.model.hn_type} fixes the number of classes when it is "
                 "built, and validation and evaluation use pairs: set train.classes_per_task=2, "
                 "or use EV or IVEV for tasks of more classes"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _supersets_need_set_hypernets(self) -> Config:
+        if self.train.task == "supersets" and self.model.hn_type not in ("EV", "IVEV"):
+            raise ValueError(
+                f"train.task supersets trains one-description (single-logit) classifiers, but "
+                f"model.hn_type {self.model.hn_type} emits classifiers over exactly 2 classes: "
+                "use model.hn_type EV or IVEV, or train.task classes"
             )
         return self
 

@@ -215,3 +215,54 @@ def test_two_layer_inner_loop_matches_torch_sgd():
             opt.step()
     assert torch.allclose(theta_t["hidden.weight"][0], net[0].weight, atol=1e-5)
     assert torch.allclose(theta_t["weight"][0], net[2].weight, atol=1e-5)
+
+
+def test_single_logit_tasks_match_a_per_task_bce_loop():
+    """k = 1 (super-set tasks): BCE with logits on the one logit, step for step like SGD."""
+    settings = InnerSettings(epochs=2, batch_size=16, lr=0.05, momentum=0.9, weight_decay=0.01)
+    sizes = [50, 23, 64, 7]
+    counts = torch.tensor(sizes)
+    n_max = max(sizes)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(len(sizes), n_max, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (len(sizes), n_max), generator=g).double()
+    theta0 = {
+        "weight": torch.randn(4, 1, 6, generator=g, dtype=torch.float64),
+        "bias": torch.randn(4, 1, generator=g, dtype=torch.float64),
+    }
+    order = minibatch_order(counts, settings.epochs, torch.Generator().manual_seed(5))
+    batched, first = inner_train(linear_target, theta0, *_flat(x), y, counts, settings, order)
+
+    for t, n in enumerate(sizes):
+        layer = torch.nn.Linear(6, 1).double()
+        with torch.no_grad():
+            layer.weight.copy_(theta0["weight"][t])
+            layer.bias.copy_(theta0["bias"][t])
+        opt = torch.optim.SGD(layer.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01)
+        first_ref = None
+        for perm in order:
+            own = perm[t, :n]
+            for start in range(0, n, settings.batch_size):
+                idx = own[start : start + settings.batch_size]
+                opt.zero_grad()
+                loss = F.binary_cross_entropy_with_logits(layer(x[t, idx])[:, 0], y[t, idx])
+                if first_ref is None:
+                    first_ref = loss.detach()
+                loss.backward()
+                opt.step()
+        assert torch.allclose(batched["weight"][t], layer.weight, atol=1e-12)
+        assert torch.allclose(batched["bias"][t], layer.bias, atol=1e-12)
+        assert torch.allclose(first[t], first_ref, atol=1e-12)
+
+
+def test_single_logit_accepts_integer_labels_and_learns():
+    x, y = _task(n=200, d=6, k=2)
+    x = x + 3.0 * (2 * y - 1).unsqueeze(-1) * F.one_hot(torch.zeros_like(y), 6).float()
+    theta0 = {"weight": torch.zeros(1, 1, 6), "bias": torch.zeros(1, 1)}
+    order = minibatch_order(torch.tensor([200]), 3, torch.Generator().manual_seed(0))
+    theta_t, first = inner_train(
+        linear_target, theta0, *_flat(x), y, torch.tensor([200]), InnerSettings(), order
+    )
+    assert torch.allclose(first, torch.tensor([torch.log(torch.tensor(2.0))]))
+    logit = linear_target(theta_t, x)[0, :, 0]
+    assert ((logit > 0).long() == y[0]).float().mean() > 0.9

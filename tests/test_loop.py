@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from t2m_cli.errors import UserInputError
-from t2m_cli.training.loop import sample_tasks
+from t2m_cli.training.loop import sample_tasks, superset_tasks
 
 
 def test_pairs_are_distinct_ordered_pairs_without_repeats():
@@ -28,6 +28,15 @@ def test_k_class_tasks_have_distinct_classes():
     assert tasks.min() >= 0 and tasks.max() < 8
     with pytest.raises(UserInputError, match="classes_per_task"):
         sample_tasks(3, 4, 5, torch.Generator())
+
+
+def test_superset_tasks_shuffle_attributes_and_repeat_when_short():
+    tasks = superset_tasks(7, 7, torch.Generator().manual_seed(0))
+    assert tasks.shape == (7, 1) and sorted(tasks[:, 0].tolist()) == list(range(7))
+    tasks = superset_tasks(3, 8, torch.Generator().manual_seed(0))
+    assert tasks.shape == (8, 1)
+    assert sorted(tasks[:6, 0].tolist()) == [0, 0, 1, 1, 2, 2]
+    assert sorted(tasks[:3, 0].tolist()) == [0, 1, 2]
 
 
 def _trainer(tiny_root, rank=0, world_size=1, tasks_per_step=6):
@@ -87,3 +96,71 @@ def test_mixed_precision_trains_close_to_float32(tiny_root):
         assert all(p.dtype == torch.float32 for p in hn.parameters())
     assert results[True] == pytest.approx(results[False], rel=0.05)
     assert results[True] != results[False]  # bfloat16 products did run
+
+
+def _superset_trainer(tiny_root, rank=0, world_size=1):
+    from t2m_cli.data.dataset import load_dataset
+    from t2m_cli.data.texts import TextBank
+    from t2m_cli.encoders.text import HashingEncoder
+    from t2m_cli.evaluation.supersets import attribute_texts
+    from t2m_cli.models.hypernet import build_hypernet
+    from t2m_cli.training.inner import InnerSettings
+    from t2m_cli.training.loop import OuterSettings, SupersetTrainer
+
+    ds = load_dataset(tiny_root, "tiny", "pointnet")
+    encoder = HashingEncoder(32)
+    bank = TextBank.build(ds.classes, ds.descriptions, "descriptions", encoder)
+    names = sorted({a for v in ds.attributes.values() for a in v})
+    texts = encoder.encode(attribute_texts(names)).double()
+    torch.manual_seed(0)
+    hn = build_hypernet("IVEV", text_dim=32, feature_dim=ds.feature_dim, hidden=8).double()
+    ds.features = ds.features.double()
+    outer = OuterSettings(tasks_per_step=4, seed=3)
+    return SupersetTrainer(
+        hn,
+        bank,
+        ds,
+        InnerSettings(epochs=1),
+        outer,
+        torch.device("cpu"),
+        rank,
+        world_size,
+        attributes=names,
+        texts=texts,
+    )
+
+
+def test_superset_trainer_tasks_labels_and_process_split(tiny_root):
+    whole = _superset_trainer(tiny_root)
+    ds = whole.dataset
+    seen = ds.split.seen
+    # The training attributes are exactly those some seen classes have and others lack.
+    expected = [
+        a
+        for a in sorted({a for v in ds.attributes.values() for a in v})
+        if 0 < sum(a in ds.attributes[c] for c in seen) < len(seen)
+    ]
+    assert whole.attributes == expected
+    tasks = whole.sample_epoch()
+    assert tasks.shape == (whole.outer.tasks_per_epoch, 1)
+    rows, y, counts = whole.task_data(tasks[:3])
+    n_rows = sum(len(ds.class_rows(c, "train")) for c in seen)
+    assert rows.shape == (3, n_rows) and (counts == n_rows).all()
+    labels = ds.labels[rows[0]]
+    attr = whole.attributes[int(tasks[0, 0])]
+    want = torch.tensor([attr in ds.attributes[ds.classes[int(lab)]] for lab in labels])
+    assert torch.equal(y[0].bool(), want)
+    assert whole.draw_text(tasks[:3]).shape == (3, 1, 32)
+    assert 0.0 <= whole.validate().mean <= 1.0
+
+    whole = _superset_trainer(tiny_root)  # generators in step with the parts'
+    parts = [_superset_trainer(tiny_root, rank, 2) for rank in range(2)]
+    batch = tasks[:3]
+    whole.accumulate(batch)
+    for part in parts:
+        part.accumulate(batch)
+    for p_whole, *p_parts in zip(
+        whole.hypernet.parameters(), *(part.hypernet.parameters() for part in parts)
+    ):
+        summed = sum(p.grad if p.grad is not None else torch.zeros_like(p) for p in p_parts)
+        assert torch.allclose(p_whole.grad, summed, atol=1e-10)

@@ -12,12 +12,11 @@ per-attribute AUCs, and H = 2SU / (S + U) of the seen and unseen means.
 Rows per part are those of the pair protocol (`SUPERSET_PARTS`): the seen classes' held-out
 rows, and all rows of the validation and unseen classes.
 
-Honest difference from the paper: the paper trains a separate super-set model with a
-single-logit BCE objective (descriptions of attributes as targets). Here no such training
-happens; any trained EV or IVEV hypernetwork, trained on the class task, is asked for its
-classifier of a one-description set, so the figures measure how well the class-task model
-transfers to attributes, not what a model trained for super-sets reaches. W and WW emit
-classifiers over a fixed number of classes (2) and cannot be asked for k = 1.
+The paper scores a model trained for super-sets: a single-logit BCE objective with attribute
+descriptions as targets, which is ``t2m train train.task=supersets``. Any class-task EV or IVEV
+run can be scored too: it is asked for its classifier of a one-description set, which measures
+how well the class-task model transfers to attributes. W and WW emit classifiers over a fixed
+number of classes (2) and cannot be asked for k = 1.
 
 Classes of a part that ``dataset.attributes`` does not list are unlabelled for this protocol and
 their rows are left out (an empty list means "has none of the attributes" and counts).

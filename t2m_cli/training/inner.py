@@ -8,6 +8,10 @@ task's features (the inner loop); the hypernetwork then moves along
 The inner optimiser is plain SGD with momentum and weight decay, written out on tensors so that
 many tasks, of any sizes, train at once along a leading task dimension; its update matches
 ``torch.optim.SGD`` (dampening 0, no Nesterov) step for step.
+
+The inner loss follows the target's output width: k >= 2 logits are a class task (cross-entropy,
+label = position of the class in the task); a single logit (k = 1) is a super-set task (binary
+cross-entropy with logits, label 1 for a row whose class has the task's attribute, else 0).
 """
 
 from __future__ import annotations
@@ -85,14 +89,19 @@ def inner_train(
         features: (N, D) feature matrix the tasks draw from (kept in place: a minibatch copies
             only its own rows).
         rows: (T, n_max) row of ``features`` of each task's samples, padded.
-        y: (T, n_max) labels, the position of each sample's class in its task.
+        y: (T, n_max) labels: for a target with k >= 2 logits the position of each
+            sample's class in its task (int64, cross-entropy); for a single-logit target
+            (k = 1, super-set tasks) 1 for a positive sample and 0 for a negative one (any
+            dtype; compared as floats in binary cross-entropy with logits on ``logits[..., 0]``).
+            Either loss is averaged over each task's real samples only.
         counts: (T,) real samples per task.
         settings: inner optimiser settings.
         order: per inner epoch, a (T, n_max) order (see `minibatch_order`).
 
     Returns:
         The trained weights theta_T (detached, same shapes as ``theta0``) and (T,) the mean
-        cross-entropy of each task's first minibatch under theta_0.
+        loss (cross-entropy, or binary cross-entropy for k = 1) of each task's first minibatch
+        under theta_0.
     """
     # The inner weights live in the features' precision even when theta_0 was emitted under
     # autocast: SGD steps of 1e-4 vanish in bfloat16.
@@ -125,9 +134,7 @@ def inner_train(
                 n_tasks, -1, features.shape[1]
             )
             logits = target(params, xb)
-            loss = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none"
-            ).reshape(n_tasks, -1)
+            loss = _task_loss(logits, yb).reshape(n_tasks, -1)
             n_valid = valid.sum(1)
             per_task = (loss * valid).sum(1) / n_valid.clamp_min(1)
             if first_loss is None:
@@ -146,6 +153,22 @@ def inner_train(
                     p.sub_(buf * on, alpha=settings.lr)
     assert first_loss is not None, "inner loop ran no step"
     return {k: v.detach() for k, v in params.items()}, first_loss
+
+
+def _task_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample loss of (T, b, k) logits: cross-entropy for k >= 2, BCE for one logit.
+
+    Returns:
+        (T * b,) losses, unreduced (the caller masks padding and averages per task).
+    """
+    if logits.shape[-1] == 1:
+        # Super-set task: a single logit scores "has the attribute"; targets 0 / 1. The loss
+        # is taken in at least float32 (logits are bfloat16 under mixed precision).
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        return F.binary_cross_entropy_with_logits(
+            logits[..., 0].reshape(-1).to(dtype), y.reshape(-1).to(dtype), reduction="none"
+        )
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
 
 
 def hypernet_surrogate(theta0: TargetParams, theta_t: TargetParams) -> torch.Tensor:

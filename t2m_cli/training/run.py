@@ -4,6 +4,10 @@ Layout of ``<run.dir>/<run.name>/``:
 ``config.yaml`` (the resolved config), ``run.json`` (seed, device, library versions, timings,
 best epoch), ``metrics.jsonl`` (one JSON object per epoch), ``best.safetensors`` (the epoch with
 the best validation accuracy) and ``last.safetensors`` (the latest epoch).
+
+A ``train.task: supersets`` run has the same layout; its validation score (``val_acc`` in
+``metrics.jsonl`` and ``run.json``) is the mean ROC-AUC over attributes on the validation
+classes instead of a pair accuracy.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from t2m_cli import __version__
 from t2m_cli.atomic import write_text
 from t2m_cli.config import Config, config_to_dict, load_config
 from t2m_cli.data.dataset import read_json, write_json
-from t2m_cli.errors import UserInputError
+from t2m_cli.errors import DataError, UserInputError
 from t2m_cli.paths import (
     CHECKPOINT_BEST,
     CHECKPOINT_LAST,
@@ -35,6 +39,8 @@ from t2m_cli.paths import (
 from t2m_cli.yamlio import write_yaml
 
 if TYPE_CHECKING:
+    import torch
+
     from t2m_cli.data.dataset import ZeroShotDataset
     from t2m_cli.data.normalize import FeatureNorm
     from t2m_cli.data.texts import Describer
@@ -97,7 +103,7 @@ def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, Fea
     from t2m_cli.encoders.text import make_text_encoder
     from t2m_cli.models.hypernet import build_hypernet
     from t2m_cli.training.inner import InnerSettings
-    from t2m_cli.training.loop import OuterSettings, Trainer, resolve_device
+    from t2m_cli.training.loop import OuterSettings, SupersetTrainer, Trainer, resolve_device
 
     device = resolve_device(config.train.device)
     dataset = open_dataset(
@@ -110,16 +116,19 @@ def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, Fea
         config.text.model, cache_dir=text_cache_dir(cache_dir), batch_size=config.text.batch_size
     )
     bank = describer_for(dataset, config, encoder)
-    torch.manual_seed(config.train.seed)
     m, t = config.model, config.train
+    supersets = t.task == "supersets"
+    if supersets:
+        names, texts = _superset_texts(dataset, config, encoder)
+    torch.manual_seed(config.train.seed)
     hypernet = build_hypernet(
         m.hn_type,
         text_dim=bank.dim,
         feature_dim=dataset.feature_dim,
         hidden=m.hidden,
-        k=t.classes_per_task,
+        k=1 if supersets else t.classes_per_task,
     )
-    trainer = Trainer(
+    args = (
         hypernet,
         bank,
         dataset,
@@ -144,7 +153,28 @@ def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, Fea
         ),
         device,
     )
+    trainer = SupersetTrainer(*args, attributes=names, texts=texts) if supersets else Trainer(*args)
     return trainer, norm
+
+
+def _superset_texts(
+    dataset: ZeroShotDataset, config: Config, encoder: TextEncoder
+) -> tuple[list[str], torch.Tensor]:
+    """Every attribute of the dataset and the embeddings of its descriptions (super-set tasks).
+
+    The description is the one the supersets evaluation protocol uses:
+    ``eval.superset_template`` filled with the attribute's readable name.
+    """
+    from t2m_cli.evaluation.supersets import attribute_texts
+
+    names = sorted({a for values in dataset.attributes.values() for a in values})
+    if not names:
+        raise DataError(
+            f"train.task supersets trains on attributes, but dataset '{dataset.name}' has no "
+            "attributes.json in its folder (class name -> list of attribute names), or it "
+            "names no attribute. Add one, or train with train.task classes."
+        )
+    return names, encoder.encode(attribute_texts(names, config.eval.superset_template))
 
 
 def train_run(
