@@ -612,3 +612,14 @@ def test_a_value_yaml_cannot_represent_fails_before_touching_the_disk(tmp_path):
     with pytest.raises(Exception, match="cannot represent"):
         write_yaml(tmp_path / "resolved.yaml", {"a": object()})
     assert list(tmp_path.iterdir()) == []
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_config_validates(path):
+    from t2m_cli.config import load_config
+
+    assert len(EXAMPLES) >= 3
+    load_config(path)
