@@ -218,6 +218,7 @@ def test_json_follows_the_documented_schema(tiny_root, tmp_path):
         "dataset",
         "encoder",
         "hn_type",
+        "task",
         "seed",
         "eval_seed",
         "draws",

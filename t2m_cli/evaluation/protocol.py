@@ -154,6 +154,7 @@ def evaluate_run(
             "dataset": dataset.name,
             "encoder": config.text.model,
             "hn_type": meta["hn_type"],
+            "task": config.train.task,
             "seed": config.train.seed,
             "eval_seed": draw_seed,
             "draws": settings.draws,

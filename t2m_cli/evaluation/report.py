@@ -11,6 +11,7 @@ JSON schema ``t2m-eval/1`` (``t2m evaluate --json``, and ``eval.json`` under ``-
       "runs": [                          # one entry per evaluated run
         {"run": "20261127-...-EV",       # run folder name
          "dataset": "shapes", "encoder": "all-MiniLM-L6-v2", "hn_type": "EV",
+         "task": "classes",              # train.task: classes or supersets
          "seed": 0,                      # training seed
          "eval_seed": 0, "draws": 1,     # description draws averaged, and their seed
          "text_source": "descriptions", "p_negative": 0.0,   # descriptions at evaluation
@@ -62,7 +63,16 @@ HYPERNET = "T2M-HN"
 """Method name of the evaluated run's own hypernetwork."""
 
 # Run facts that must agree for runs to be aggregated as seeds of one setting.
-SETTING_KEYS = ("dataset", "encoder", "hn_type", "text_source", "p_negative", "draws", "checkpoint")
+SETTING_KEYS = (
+    "dataset",
+    "encoder",
+    "hn_type",
+    "task",
+    "text_source",
+    "p_negative",
+    "draws",
+    "checkpoint",
+)
 
 
 @dataclass(frozen=True)
