@@ -36,17 +36,25 @@ def _metrics(folder):
     return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
 
 
-@pytest.mark.parametrize("tasks_per_step", [1, 5])
-def test_resume_after_ctrl_c_ends_like_an_unbroken_run(tiny_root, tmp_path, tasks_per_step):
-    full = train_run(_config(tiny_root, tmp_path, "full", tasks_per_step))
+def assert_resumes_like_unbroken(config_for, runs_dir):
+    """Train ``full``; train ``cut``, interrupted after epoch 2, then resume it through the CLI.
+    Its metrics (timings aside), best/last tensors and best epoch must equal the unbroken run's.
+
+    Args:
+        config_for: run name -> Config whose ``run.dir`` is ``runs_dir``.
+
+    Returns:
+        the resumed run's folder.
+    """
+    full = train_run(config_for("full"))
 
     def interrupt(result):
         if result.epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_run(_config(tiny_root, tmp_path, "cut", tasks_per_step), on_epoch=interrupt)
-    cut = tmp_path / "runs" / "cut"
+        train_run(config_for("cut"), on_epoch=interrupt)
+    cut = runs_dir / "cut"
     assert len(_metrics(cut)) == 2
 
     result = runner.invoke(app, ["train", "--resume", str(cut), "-q"])
@@ -59,6 +67,14 @@ def test_resume_after_ctrl_c_ends_like_an_unbroken_run(tiny_root, tmp_path, task
     info = json.loads((cut / "run.json").read_text())
     assert info["resumed_from_epoch"] == 2
     assert info["best"] == json.loads((full / "run.json").read_text())["best"]
+    return cut
+
+
+@pytest.mark.parametrize("tasks_per_step", [1, 5])
+def test_resume_after_ctrl_c_ends_like_an_unbroken_run(tiny_root, tmp_path, tasks_per_step):
+    cut = assert_resumes_like_unbroken(
+        lambda name: _config(tiny_root, tmp_path, name, tasks_per_step), tmp_path / "runs"
+    )
 
     result = runner.invoke(app, ["train", "--resume", str(cut)])
     assert result.exit_code == 2

@@ -10,7 +10,7 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from test_resume import assert_resumes_like_unbroken
 from typer.testing import CliRunner
 
 from t2m_cli.cli import app
@@ -98,26 +98,7 @@ def test_interrupted_superset_run_resumes_like_an_unbroken_one(tiny_root, tmp_pa
             _overrides(tiny_root, tmp_path, name, "train.epochs=4", "train.tasks_per_step=3"),
         )
 
-    full = train_run(config("full"))
-
-    def interrupt(result):
-        if result.epoch == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_run(config("cut"), on_epoch=interrupt)
-    cut = tmp_path / "runs" / "cut"
-    assert len(_metrics(cut)) == 2
-    result = runner.invoke(app, ["train", "--resume", str(cut), "-q"])
-    assert result.exit_code == 0, result.output
-    assert _metrics(cut) == _metrics(full)
-    for name in ("best.safetensors", "last.safetensors"):
-        a, b = load_file(full / name), load_file(cut / name)
-        assert a.keys() == b.keys()
-        assert all((a[k] == b[k]).all() for k in a), name
-    info = json.loads((cut / "run.json").read_text())
-    assert info["resumed_from_epoch"] == 2
-    assert info["best"] == json.loads((full / "run.json").read_text())["best"]
+    assert_resumes_like_unbroken(config, tmp_path / "runs")
 
 
 @pytest.mark.parametrize("hn_type", ["W", "WW"])
