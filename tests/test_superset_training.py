@@ -10,7 +10,7 @@ import json
 
 import pytest
 import torch
-from test_resume import assert_resumes_like_unbroken
+from test_resume import _metrics, assert_resumes_like_unbroken
 from typer.testing import CliRunner
 
 from t2m_cli.cli import app
@@ -33,11 +33,6 @@ def _overrides(tiny_root, tmp_path, name, *extra):
         f"run.name={name}",
         *extra,
     ]
-
-
-def _metrics(folder):
-    lines = (folder / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
 
 
 def test_superset_run_trains_selects_on_val_auc_and_evaluates(tiny_root, tmp_path):
