@@ -10,6 +10,7 @@ from t2m_cli.data.dataset import load_dataset
 from t2m_cli.data.texts import TextBank
 from t2m_cli.encoders.text import HashingEncoder
 from t2m_cli.evaluation import baselines
+from t2m_cli.evaluation import pairs as pairs_module
 from t2m_cli.evaluation.baselines import (
     EszslBaseline,
     RidgePrototypes,
@@ -135,13 +136,14 @@ def test_eszsl_chooses_its_penalties_on_validation_classes_only(tiny_root, monke
     ds = load_dataset(tiny_root, "tiny", "pointnet")
     bank = TextBank.build(ds.classes, ds.descriptions, "descriptions", HashingEncoder(64))
     scored: list[list[str]] = []
-    real = baselines.pair_accuracies
+    real = pairs_module.pair_accuracies
 
     def spy(hypernet, bank, dataset, classes, *args, **kwargs):
         scored.append(list(classes))
         return real(hypernet, bank, dataset, classes, *args, **kwargs)
 
-    monkeypatch.setattr(baselines, "pair_accuracies", spy)
+    # Every selection score goes through pair_accuracies (via validation_pair_accuracy).
+    monkeypatch.setattr(pairs_module, "pair_accuracies", spy)
     gammas, lambdas = (0.01, 1.0, 100.0), (0.1, 10.0)
     _, gamma, lam = fit_eszsl(ds, bank, gammas, lambdas)
     assert len(scored) == len(gammas) * len(lambdas)

@@ -20,8 +20,7 @@ from torch import nn
 
 from t2m_cli.data.dataset import ZeroShotDataset
 from t2m_cli.data.texts import TextBank
-from t2m_cli.evaluation.metrics import summarize
-from t2m_cli.evaluation.pairs import pair_accuracies
+from t2m_cli.evaluation.pairs import validation_pair_accuracy
 from t2m_cli.models.hypernet import TargetParams, linear_target
 
 RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
@@ -96,15 +95,7 @@ def fit_ridge_baseline(
     best: tuple[float, RidgePrototypes, float] | None = None
     for alpha in alphas:
         model = RidgePrototypes.fit(text, means, alpha)
-        _, acc = pair_accuracies(
-            model,
-            bank.to("cpu"),
-            dataset,
-            dataset.split.val,
-            "all",
-            torch.Generator().manual_seed(seed),
-        )
-        score = summarize(acc).mean
+        score = validation_pair_accuracy(model, bank.to("cpu"), dataset, seed).mean
         if best is None or score > best[0]:
             best = (score, model, alpha)
     assert best is not None, "no alpha to try"
@@ -253,15 +244,7 @@ def fit_eszsl(
     for gamma in gammas:
         for lam in lambdas:
             model = EszslBaseline(solver.solve(gamma, lam).float())
-            _, acc = pair_accuracies(
-                model,
-                cpu_bank,
-                dataset,
-                dataset.split.val,
-                "all",
-                torch.Generator().manual_seed(seed),
-            )
-            score = summarize(acc).mean
+            score = validation_pair_accuracy(model, cpu_bank, dataset, seed).mean
             if best is None or score > best[0]:
                 best = (score, model, gamma, lam)
     assert best is not None, "no (gamma, lambda) to try"

@@ -30,6 +30,7 @@ import torch
 from t2m_cli.data.dataset import ZeroShotDataset
 from t2m_cli.data.texts import Describer
 from t2m_cli.errors import DataError
+from t2m_cli.evaluation.metrics import Summary, summarize
 from t2m_cli.models.hypernet import TARGETS, Hypernetwork, Inducer, TargetParams, linear_target
 
 
@@ -249,3 +250,16 @@ def pair_accuracies(
     finally:
         hypernet.train(was_training)
     return pairs, torch.cat(accs).float()
+
+
+def validation_pair_accuracy(
+    hypernet: Inducer, bank: Describer, dataset: ZeroShotDataset, seed: int
+) -> Summary:
+    """Mean +- SEM pair accuracy over the validation classes, with draws seeded by ``seed``.
+
+    The one score that model selection uses: the trainer's best epoch and every baseline's
+    hyperparameters are chosen on it, never on unseen classes.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    _, acc = pair_accuracies(hypernet, bank, dataset, dataset.split.val, "all", generator)
+    return summarize(acc)

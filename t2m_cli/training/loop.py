@@ -20,7 +20,7 @@ from t2m_cli.data.dataset import ZeroShotDataset
 from t2m_cli.data.texts import Describer
 from t2m_cli.errors import DataError, UserInputError
 from t2m_cli.evaluation.metrics import Summary, summarize
-from t2m_cli.evaluation.pairs import ordered_pairs, pair_accuracies
+from t2m_cli.evaluation.pairs import ordered_pairs, validation_pair_accuracy
 from t2m_cli.evaluation.supersets import superset_aucs
 from t2m_cli.models.hypernet import Hypernetwork
 from t2m_cli.training.inner import (
@@ -324,11 +324,9 @@ class Trainer:
 
     def validate(self) -> Summary:
         """Mean pair accuracy over the validation classes, with fixed description draws."""
-        generator = torch.Generator().manual_seed(self.outer.eval_seed)
-        _, acc = pair_accuracies(
-            self.hypernet, self.bank, self.dataset, self.dataset.split.val, "all", generator
+        return validation_pair_accuracy(
+            self.hypernet, self.bank, self.dataset, self.outer.eval_seed
         )
-        return summarize(acc)
 
     def epochs(self, start: int = 1) -> Iterator[EpochResult]:
         """Run epochs ``start..outer.epochs``, yielding each one's result."""
