@@ -17,8 +17,8 @@ from t2m_cli.evaluation.plots import (
     plot_gzsl_curves,
     plot_pair_matrix,
     plot_training_curves,
-    read_metrics,
 )
+from t2m_cli.training.loggers import read_metrics
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

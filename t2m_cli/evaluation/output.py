@@ -39,8 +39,8 @@ def write_output(evaluations: list[RunEvaluation], folder: Path) -> list[Path]:
         plot_gzsl_curves,
         plot_pair_matrix,
         plot_training_curves,
-        read_metrics,
     )
+    from t2m_cli.training.loggers import read_metrics
 
     try:
         folder.mkdir(parents=True, exist_ok=True)

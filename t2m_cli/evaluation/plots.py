@@ -11,7 +11,6 @@ dropping the figure. Every file is written atomically with `t2m_cli.atomic.atomi
 
 from __future__ import annotations
 
-import json
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_gzsl_curves", "plot_pair_matrix", "plot_training_curves", "read_metrics"]
+__all__ = ["plot_gzsl_curves", "plot_pair_matrix", "plot_training_curves"]
 
 DPI = 150
 """Default resolution of the PNG files (dots per inch)."""
@@ -235,52 +234,6 @@ def _annotate_cells(ax: Axes, acc: np.ndarray, cmap: Any, norm: Any, cell_pt: fl
 # --------------------------------------------------------------------------------------------
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Read a run's ``metrics.jsonl``: one JSON object per line, blank lines ignored.
-
-    Args:
-        path: the file.
-
-    Returns:
-        The records, in file order.
-
-    Raises:
-        DataError: the file is missing or unreadable, a line is not a JSON object, or it holds
-            no records.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(
-            f"Metrics file {path} does not exist; pass the metrics.jsonl of a training run "
-            "(it is written in the run's folder)."
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise DataError(f"Could not read metrics file {path} ({reason}).") from exc
-    records: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"Metrics file {path}, line {number}, is not valid JSON ({exc.msg}); the file may "
-                "be truncated or not a metrics.jsonl."
-            ) from exc
-        if not isinstance(record, dict):
-            raise DataError(
-                f"Metrics file {path}, line {number}, is a JSON {type(record).__name__}, not an "
-                "object with the keys epoch, val_acc, ..."
-            )
-        records.append(record)
-    if not records:
-        raise DataError(f"Metrics file {path} holds no records; did the run finish an epoch?")
-    return records
-
-
 def _column(records: Sequence[Mapping[str, Any]], key: str) -> list[float]:
     """The float values of ``key`` across records; missing or null values become NaN."""
     out = []
@@ -313,7 +266,7 @@ def plot_training_curves(
 
     Args:
         records: dicts with keys epoch, val_acc (in [0, 1]) and optionally val_sem, inner_loss,
-            update_norm, is_best (as `read_metrics` returns them).
+            update_norm, is_best (as `t2m_cli.training.loggers.read_metrics` returns them).
         path: the PNG file to write; its folder is created.
         title: the figure's title.
         dpi: resolution of the PNG.

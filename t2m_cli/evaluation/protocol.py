@@ -378,11 +378,11 @@ def _fit_w(inputs: BaselineInputs, log) -> tuple[Any, dict[str, Any]]:
     """The non-symmetric W hypernetwork, trained exactly as the run was (same data, texts,
     seed and schedule) except for its type and pairs as tasks. Trained once and kept in
     ``RUN/baselines/W``; an interrupted training resumes there."""
-    import json
     import shutil
 
     from t2m_cli.config import config_to_dict, validate_config
     from t2m_cli.training.checkpoint import load_checkpoint
+    from t2m_cli.training.loggers import read_metrics
     from t2m_cli.training.run import resume_run, train_run
 
     folder = inputs.run_dir / BASELINE_RUNS / "W"
@@ -397,8 +397,7 @@ def _fit_w(inputs: BaselineInputs, log) -> tuple[Any, dict[str, Any]]:
         metrics = folder / METRICS
         if not (folder / CHECKPOINT_BEST).is_file() or not metrics.is_file():
             return False
-        lines = [line for line in metrics.read_text(encoding="utf-8").splitlines() if line]
-        return bool(lines) and json.loads(lines[-1])["epoch"] >= config.train.epochs
+        return read_metrics(metrics)[-1]["epoch"] >= config.train.epochs
 
     if not finished():
         if log is not None:
