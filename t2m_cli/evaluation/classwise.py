@@ -214,8 +214,10 @@ def gzsl(
 def _local_targets(
     dataset: ZeroShotDataset, classes: Sequence[str], rows: torch.Tensor
 ) -> torch.Tensor:
-    local = {dataset.index(c): i for i, c in enumerate(classes)}
-    return torch.tensor([local[int(y)] for y in dataset.labels[rows]])
+    """Each row's class as its position in ``classes`` (the classifier's column)."""
+    lookup = torch.full((len(dataset.classes),), -1, dtype=torch.long)
+    lookup[torch.tensor([dataset.index(c) for c in classes])] = torch.arange(len(classes))
+    return lookup[dataset.labels[rows]]
 
 
 PROTOCOLS = {"zsl": zsl, "gzsl": gzsl}
