@@ -36,6 +36,12 @@ def _evaluate(tmp_path: Path, *args: str):
     return runner.invoke(app, ["evaluate", *args, "--cache-dir", str(tmp_path / "cache"), "-q"])
 
 
+def _evaluate_json(tmp_path: Path, *args: str) -> dict:
+    result = _evaluate(tmp_path, *args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
 def test_draws_average_per_pair_accuracies_over_successive_draws(tiny_root):
     ds = load_dataset(tiny_root, "tiny", "pointnet")
     bank = TextBank.build(ds.classes, ds.descriptions, "descriptions", HashingEncoder(32))
@@ -61,24 +67,18 @@ def test_draws_average_per_pair_accuracies_over_successive_draws(tiny_root):
 
 def test_description_source_and_draws_come_from_eval_settings(tiny_root, tmp_path):
     run = _train(tiny_root, tmp_path, "ev")
-    result = _evaluate(tmp_path, str(run), "--json", "--set", "eval.source=names", "--draws", "2")
-    assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+    doc = _evaluate_json(tmp_path, str(run), "--set", "eval.source=names", "--draws", "2")
     info = doc["runs"][0]
     assert info["text_source"] == "names" and info["draws"] == 2
     # With one text per class every draw is the same, so two draws equal one.
-    one = json.loads(_evaluate(tmp_path, str(run), "--json", "--set", "eval.source=names").stdout)
+    one = _evaluate_json(tmp_path, str(run), "--set", "eval.source=names")
     assert fig(doc, "pairs", "unseen")["mean"] == pytest.approx(fig(one, "pairs", "unseen")["mean"])
 
-    negative = _evaluate(tmp_path, str(run), "--json", "--set", "eval.p_negative=1")
-    assert negative.exit_code == 0, negative.output
-    neg = json.loads(negative.stdout)
+    neg = _evaluate_json(tmp_path, str(run), "--set", "eval.p_negative=1")
     assert neg["runs"][0]["p_negative"] == 1.0
     assert fig(neg, "pairs", "unseen")["mean"] != fig(one, "pairs", "unseen")["mean"]
 
-    sampled = _evaluate(tmp_path, str(run), "--json", "--set", "eval.max_pairs=5")
-    assert sampled.exit_code == 0, sampled.output
-    sampled_doc = json.loads(sampled.stdout)
+    sampled_doc = _evaluate_json(tmp_path, str(run), "--set", "eval.max_pairs=5")
     assert (
         fig(sampled_doc, "pairs", "seen")["n"] == 5
         and fig(sampled_doc, "pairs", "unseen")["n"] == 5
@@ -97,10 +97,7 @@ def test_description_source_and_draws_come_from_eval_settings(tiny_root, tmp_pat
 
 def test_supersets_protocol_through_the_cli(tiny_root, tmp_path):
     run = _train(tiny_root, tmp_path, "ev")
-    args = [str(run), "--protocol", "supersets", "--baseline", "ridge", "--json"]
-    result = _evaluate(tmp_path, *args)
-    assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+    doc = _evaluate_json(tmp_path, str(run), "--protocol", "supersets", "--baseline", "ridge")
     for method in ("T2M-HN", "ridge"):
         unseen = fig(doc, "supersets", "unseen", method)
         assert 0 <= unseen["mean"] <= 1 and unseen["over"] == "attributes" and unseen["n"] >= 1
@@ -113,10 +110,8 @@ def test_supersets_protocol_through_the_cli(tiny_root, tmp_path):
 
 def test_w_baseline_trains_once_into_the_run_and_takes_part_in_pairs_only(tiny_root, tmp_path):
     run = _train(tiny_root, tmp_path, "ev")
-    args = [str(run), "--protocol", "pairs,zsl", "--baseline", "W", "--json"]
-    result = _evaluate(tmp_path, *args)
-    assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+    args = [str(run), "--protocol", "pairs,zsl", "--baseline", "W"]
+    doc = _evaluate_json(tmp_path, *args)
     assert fig(doc, "pairs", "unseen", "W")["n"] == 12
     assert not [f for f in doc["results"] if f["method"] == "W" and f["protocol"] == "zsl"]
     assert fig(doc, "zsl", "top1")["n"] == 4
@@ -126,13 +121,12 @@ def test_w_baseline_trains_once_into_the_run_and_takes_part_in_pairs_only(tiny_r
     config = (folder / "config.yaml").read_text()
     assert "hn_type: W" in config and "classes_per_task: 2" in config
     stamp = best.stat().st_mtime_ns
-    again = _evaluate(tmp_path, *args)
-    assert again.exit_code == 0, again.output
+    again = _evaluate_json(tmp_path, *args)
     assert best.stat().st_mtime_ns == stamp  # reused, not retrained
-    assert json.loads(again.stdout)["results"] == doc["results"]
+    assert again["results"] == doc["results"]
 
     # The table says W is pairs only.
-    table = _evaluate(tmp_path, str(run), "--protocol", "pairs,zsl", "--baseline", "W")
+    table = _evaluate(tmp_path, *args)
     assert table.exit_code == 0 and "n/a" in table.stdout
 
     w_run = _train(tiny_root, tmp_path, "w", "--hn-type", "W")
@@ -144,12 +138,8 @@ def test_several_runs_are_averaged_across_seeds(tiny_root, tmp_path):
     runs = [_train(tiny_root, tmp_path, f"s{seed}", "--seed", str(seed)) for seed in (0, 1, 2)]
     singles = []
     for run in runs:
-        result = _evaluate(tmp_path, str(run), "--json", "--protocol", "pairs,zsl")
-        assert result.exit_code == 0, result.output
-        singles.append(json.loads(result.stdout))
-    result = _evaluate(tmp_path, *map(str, runs), "--json", "--protocol", "pairs,zsl")
-    assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+        singles.append(_evaluate_json(tmp_path, str(run), "--protocol", "pairs,zsl"))
+    doc = _evaluate_json(tmp_path, *map(str, runs), "--protocol", "pairs,zsl")
     assert doc["over"] == "runs" and [r["seed"] for r in doc["runs"]] == [0, 1, 2]
     for protocol, metric in (("pairs", "unseen"), ("pairs", "H"), ("zsl", "top1")):
         values = [fig(s, protocol, metric)["mean"] for s in singles]
@@ -207,10 +197,8 @@ def test_output_writes_eval_json_and_readable_pngs(tiny_root, tmp_path):
 def test_json_follows_the_documented_schema(tiny_root, tmp_path):
     """Every key the report.py docstring documents, and no others."""
     run = _train(tiny_root, tmp_path, "ev")
-    args = [str(run), "--json", "--protocol", "pairs,zsl,gzsl,supersets", "--baseline", "ridge"]
-    result = _evaluate(tmp_path, *args)
-    assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+    args = [str(run), "--protocol", "pairs,zsl,gzsl,supersets", "--baseline", "ridge"]
+    doc = _evaluate_json(tmp_path, *args)
     assert set(doc) == {"schema", "runs", "over", "results"}
     assert doc["schema"] == "t2m-eval/1" and doc["over"] == "pairs/classes/attributes"
     assert set(doc["runs"][0]) == {
