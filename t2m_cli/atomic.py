@@ -1,20 +1,22 @@
-"""Atomic file writes: a temporary file in the target's folder, then `os.replace`.
+"""Atomic writes: a temporary file or folder beside the target, then `os.replace`.
 
-Readers see the old file or the new one, never a half-written one, and a failed or interrupted
-write leaves no temporary file behind.
+Readers see the old file (or folder) or the new one, never a half-written one, and a failed or
+interrupted write leaves no temporary file or folder behind. `load_safetensors` is the one reader
+of the safetensors files written here.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from t2m_cli.errors import RunFailure
+from t2m_cli.errors import DataError, RunFailure, UserInputError
 
 if TYPE_CHECKING:
     import torch
@@ -42,6 +44,79 @@ def atomic_path(path: Path) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def staged_dir(target: Path, *, replace: bool = False) -> Iterator[Path]:
+    """Yield a fresh empty folder beside ``target``; on success it is renamed to ``target``.
+
+    The folder is hidden (``.<name>.<uuid>.part``) and on the same filesystem as ``target``, so
+    the final `os.replace` is atomic: ``target`` is complete or absent, never half-built. An
+    exception in the ``with`` body (including an interrupt) removes the folder and propagates.
+
+    Args:
+        target: the folder to create; its parent is created if needed. An empty folder there
+            counts as absent.
+        replace: swap an existing ``target`` out: it is moved aside, the new folder moved in,
+            and only then the old one deleted (restored if the move in fails).
+
+    Yields:
+        The temporary folder to fill.
+
+    Raises:
+        UserInputError: ``target`` exists (and is not an empty folder) when the folder is ready
+            and ``replace`` is False; it is left as it was and the new folder is discarded.
+        RunFailure: an `OSError` while building or moving the folder, naming ``target``.
+    """
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        yield tmp
+        if replace and (target.is_symlink() or target.exists()):
+            _swap(tmp, target)
+        else:
+            _move_into_place(tmp, target)
+    except OSError as exc:
+        raise RunFailure(
+            f"Could not build {target} ({exc.strerror or exc}); check that its folder is "
+            "writable and the disk has room."
+        ) from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _move_into_place(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` to ``target``, refusing to clobber a target that is not an empty folder."""
+    try:
+        # rename(2) replaces an empty folder but fails on a non-empty one or a file, so a target
+        # that appeared meanwhile is never overwritten (no check-then-rename race).
+        os.replace(tmp, target)
+    except OSError:
+        if target.is_symlink() or target.exists():
+            raise UserInputError(
+                f"{target} already exists, so the folder built for it was discarded and nothing "
+                "was changed. Delete it, or choose another name, and run again."
+            ) from None
+        raise
+
+
+def _swap(tmp: Path, target: Path) -> None:
+    """Put ``tmp`` where ``target`` is, deleting the old target only once the new one is in."""
+    retired = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+    os.replace(target, retired)
+    try:
+        _move_into_place(tmp, target)
+    except BaseException:
+        with suppress(OSError):
+            os.replace(retired, target)
+        raise
+    if retired.is_dir() and not retired.is_symlink():
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        with suppress(OSError):
+            retired.unlink()
+
+
 def write_text(path: Path, text: str) -> None:
     """Write UTF-8 text atomically, flushed to disk before the rename."""
     with atomic_path(path) as tmp:
@@ -60,6 +135,24 @@ def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
 
 
+def read_json(path: Path, what: str) -> Any:
+    """Read a JSON file.
+
+    Args:
+        path: the file.
+        what: what it is, for the message (``"split"``, ``"run info"``).
+
+    Raises:
+        DataError: the file is missing, unreadable or not valid UTF-8 JSON.
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"The {what} file {path} is missing.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"The {what} file {path} is not valid JSON: {exc}.") from None
+
+
 def save_safetensors(
     path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> None:
@@ -69,3 +162,53 @@ def save_safetensors(
     ready = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(ready, str(tmp), metadata=metadata)
+
+
+def load_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read every tensor of a safetensors file, on the CPU, and its JSON header.
+
+    The header is the JSON object stored under the ``"t2m"`` metadata key, as written with
+    ``save_safetensors(path, tensors, {"t2m": json.dumps(header)})``. Files written before that
+    layout (feature files and text caches kept each field as its own JSON string, e.g.
+    ``{"classes": "[...]", "meta": "{...}"}``) read as the same header, so caches and
+    converted datasets made by earlier versions stay usable.
+
+    Args:
+        path: the file.
+        what: what the file is, starting the error message (e.g. ``"Feature file"``).
+
+    Returns:
+        The tensors by name, and the decoded header (empty when the file has none).
+
+    Raises:
+        DataError: "<what> <path> does not exist." or "<what> <path> cannot be read (why)."
+            (a damaged file, or a header that is not a JSON object); callers may add what to do.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} {path} does not exist.")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+            metadata = f.metadata() or {}
+        header = _header(metadata)
+    except Exception as exc:  # safetensors raises several types for a damaged file
+        raise DataError(f"{what} {path} cannot be read ({exc}).") from exc
+    if not isinstance(header, dict):
+        raise DataError(f"{what} {path} cannot be read (its header is not a JSON object).")
+    return tensors, header
+
+
+def _header(metadata: dict[str, str]) -> Any:
+    if "t2m" in metadata:
+        return json.loads(metadata["t2m"])
+    return {key: _json_or_text(value) for key, value in metadata.items()}
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value  # a plain string field (a text cache's model name)

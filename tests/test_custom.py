@@ -78,7 +78,7 @@ def test_five_problems_reported_at_once(tmp_path: Path) -> None:
     assert "NaN" in text
     assert "outside 0..5" in text
     assert "['seal'] have no rows" in text
-    assert "['lion', 'whale', 'seal'] have no description" in text
+    assert "no description for classes ['lion', 'whale', 'seal']" in text
     assert "['tiger'] in both 'seen' and 'val'" in text
     assert "['unicorn'], which are not in classes.json" in text
     assert len(problems) == 6

@@ -40,6 +40,9 @@ def test_modelnet40_from_a_local_zip_then_encode_and_train(tmp_path):
     split = json.loads((root / "split.json").read_text())
     assert len(split["seen"]) == 26 and "toilet" in split["unseen"]
     assert (root / "airplane" / "train" / "airplane_0001.off").is_file()
+    # Built in a hidden sibling and renamed: no staging or unpacked archive is left behind.
+    assert [p.name for p in root.parent.iterdir()] == ["modelnet40"]
+    assert not [p.name for p in root.iterdir() if p.name.startswith(".")]
 
     result = runner.invoke(app, ["download", "--list", "--json", *cache])
     assert result.exit_code == 0, result.output

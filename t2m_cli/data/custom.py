@@ -22,9 +22,12 @@ Example ``descriptions.yaml``::
       - an orange cat with black stripes
 
 `check_custom` reports every problem it finds at once, so a user fixes the folder in one pass;
+the text files are checked by the models of `t2m_cli.data.folder_files`, which also check them
+when a t2m dataset folder is loaded, so both speak alike.
 `convert_custom` writes a t2m dataset folder (``split.json``, ``descriptions.json``,
 ``features/<name>.safetensors``, maybe ``attributes.json``) from a folder that passes the check.
-Arrays are read with ``allow_pickle=False`` and YAML with ``yaml.safe_load``.
+Arrays are read with ``allow_pickle=False`` and YAML with `t2m_cli.yamlio.load_yaml` (no
+aliases, no duplicate keys).
 """
 
 from __future__ import annotations
@@ -32,16 +35,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from t2m_cli.data.dataset import (
-    ATTRIBUTES_FILE,
-    DESCRIPTIONS_FILE,
-    FEATURES_DIR,
-    SPLIT_FILE,
-    Split,
-    save_features,
-    write_json,
+from t2m_cli.data.dataset import ATTRIBUTES_FILE, SPLIT_FILE, Split, ZeroShotDataset, save_dataset
+from t2m_cli.data.folder_files import (
+    AttributesFile,
+    ClassesFile,
+    DescriptionsFile,
+    FileT,
+    SplitFile,
+    check_file,
 )
 from t2m_cli.errors import DataError
 
@@ -50,7 +53,6 @@ if TYPE_CHECKING:
 
 FEATURE_FILES = ("features.npy", "features.safetensors")
 DESCRIPTION_FILES = ("descriptions.yaml", "descriptions.yml", "descriptions.json")
-PARTS = ("seen", "val", "unseen")
 
 
 @dataclass
@@ -60,10 +62,10 @@ class _Folder:
     features: np.ndarray | None = None
     labels: np.ndarray | None = None
     classes: list[str] | None = None
-    descriptions: dict[str, list[str]] | None = None
-    split: dict[str, list[str]] | None = None
+    descriptions: DescriptionsFile | None = None
+    split: SplitFile | None = None
     is_test: np.ndarray | None = None
-    attributes: dict[str, list[str]] | None = None
+    attributes: AttributesFile | None = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -82,14 +84,33 @@ def _npy(path: Path, problems: list[str]) -> np.ndarray | None:
     return None
 
 
-def _json(path: Path, problems: list[str]) -> Any:
+def _load(
+    path: Path, model: type[FileT], problems: list[str], classes: list[str] | None = None
+) -> FileT | None:
+    """Read a JSON (or YAML) file of the folder and validate it with its model.
+
+    Returns None, with the problems noted, when the file cannot be read or is invalid. With
+    ``classes`` (from classes.json) the file's class names are checked against them.
+    """
+    from t2m_cli.yamlio import load_yaml
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        if path.suffix == ".json":
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            raw = load_yaml(path, error=DataError).data
+    except DataError as exc:
+        problems.append(str(exc))
+        return None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         problems.append(f"{path.name} is not valid JSON ({exc}); fix its syntax.")
+        return None
     except OSError as exc:
         problems.append(f"{path.name} cannot be read ({exc}).")
-    return None
+        return None
+    value, found = check_file(model, raw, path.name, classes)
+    problems.extend(found)
+    return value
 
 
 def _read_features(root: Path, problems: list[str]) -> np.ndarray | None:
@@ -166,24 +187,13 @@ def _read_classes(root: Path, problems: list[str]) -> list[str] | None:
     if not path.is_file():
         problems.append('classes.json is missing: add a JSON list of class names ["cat", ...].')
         return None
-    classes = _json(path, problems)
-    if classes is None:
-        return None
-    if not isinstance(classes, list) or not all(isinstance(c, str) and c.strip() for c in classes):
-        problems.append("classes.json must be a JSON list of non-empty class names.")
-        return None
-    twice = sorted({c for c in classes if classes.count(c) > 1})
-    if twice:
-        problems.append(f"classes.json lists {twice} more than once; list each class once.")
-    if not classes:
-        problems.append("classes.json lists no classes.")
-        return None
-    return classes
+    classes = _load(path, ClassesFile, problems)
+    return None if classes is None else classes.root
 
 
-def _read_descriptions(root: Path, problems: list[str]) -> dict[str, list[str]] | None:
-    import yaml
-
+def _read_descriptions(
+    root: Path, problems: list[str], classes: list[str] | None
+) -> DescriptionsFile | None:
     present = [name for name in DESCRIPTION_FILES if (root / name).is_file()]
     if not present:
         problems.append(
@@ -194,65 +204,7 @@ def _read_descriptions(root: Path, problems: list[str]) -> dict[str, list[str]] 
     if len(present) > 1:
         problems.append(f"{present} all exist; keep exactly one descriptions file.")
         return None
-    path = root / present[0]
-    if path.suffix == ".json":
-        raw = _json(path, problems)
-        if raw is None:
-            return None
-    else:
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            detail = getattr(exc, "problem", None) or str(exc)
-            problems.append(f"{path.name} is not valid YAML{where} ({detail}); fix its syntax.")
-            return None
-        except (UnicodeDecodeError, OSError) as exc:
-            problems.append(f"{path.name} cannot be read as UTF-8 text ({exc}).")
-            return None
-    if not isinstance(raw, dict):
-        problems.append(f"{path.name} must map each class name to a text or a list of texts.")
-        return None
-    descriptions: dict[str, list[str]] = {}
-    malformed = []
-    for key, value in raw.items():
-        texts = [value] if isinstance(value, str) else value
-        if (
-            not isinstance(key, str)
-            or not isinstance(texts, list)
-            or not texts
-            or not all(isinstance(t, str) and t.strip() for t in texts)
-        ):
-            malformed.append(str(key))
-            continue
-        descriptions[key] = [t.strip() for t in texts]
-    if malformed:
-        problems.append(
-            f"{path.name}: the entries for {malformed} are not a non-empty text or list of "
-            "non-empty texts."
-        )
-    return descriptions
-
-
-def _read_split(root: Path, problems: list[str]) -> dict[str, list[str]] | None:
-    path = root / SPLIT_FILE
-    if not path.is_file():
-        return None
-    raw = _json(path, problems)
-    if raw is None:
-        return None
-    if (
-        not isinstance(raw, dict)
-        or set(raw) != set(PARTS)
-        or not all(isinstance(v, list) and all(isinstance(c, str) for c in v) for v in raw.values())
-    ):
-        problems.append(
-            'split.json must be {"seen": [...], "val": [...], "unseen": [...]} with lists of '
-            "class names."
-        )
-        return None
-    return raw
+    return _load(root / present[0], DescriptionsFile, problems, classes)
 
 
 def _read_is_test(root: Path, problems: list[str]) -> np.ndarray | None:
@@ -273,21 +225,6 @@ def _read_is_test(root: Path, problems: list[str]) -> np.ndarray | None:
     return is_test.astype(bool)
 
 
-def _read_attributes(root: Path, problems: list[str]) -> dict[str, list[str]] | None:
-    path = root / ATTRIBUTES_FILE
-    if not path.is_file():
-        return None
-    raw = _json(path, problems)
-    if raw is None:
-        return None
-    if not isinstance(raw, dict) or not all(
-        isinstance(v, list) and all(isinstance(a, str) for a in v) for v in raw.values()
-    ):
-        problems.append("attributes.json must map each class name to a list of attribute names.")
-        return None
-    return raw
-
-
 def _read(root: Path) -> _Folder:
     import numpy as np
 
@@ -299,10 +236,12 @@ def _read(root: Path) -> _Folder:
     folder.features = _read_features(root, problems)
     folder.labels = _read_labels(root, problems)
     folder.classes = _read_classes(root, problems)
-    folder.descriptions = _read_descriptions(root, problems)
-    folder.split = _read_split(root, problems)
+    folder.descriptions = _read_descriptions(root, problems, folder.classes)
+    if (root / SPLIT_FILE).is_file():
+        folder.split = _load(root / SPLIT_FILE, SplitFile, problems, folder.classes)
     folder.is_test = _read_is_test(root, problems)
-    folder.attributes = _read_attributes(root, problems)
+    if (root / ATTRIBUTES_FILE).is_file():
+        folder.attributes = _load(root / ATTRIBUTES_FILE, AttributesFile, problems, folder.classes)
 
     features, labels, classes = folder.features, folder.labels, folder.classes
     if features is not None and labels is not None and len(labels) != len(features):
@@ -315,7 +254,6 @@ def _read(root: Path) -> _Folder:
             f"is_test.npy has {len(folder.is_test)} entries but labels.npy has {len(labels)}; "
             "give one per row."
         )
-    counts = None
     if labels is not None and classes is not None:
         outside = (labels < 0) | (labels >= len(classes))
         if outside.any():
@@ -330,74 +268,30 @@ def _read(root: Path) -> _Folder:
                 f"classes {empty} have no rows in labels.npy; add samples or remove them from "
                 "classes.json."
             )
-    known = set(classes or ())
-    if classes is not None and folder.descriptions is not None:
-        undescribed = [c for c in classes if c not in folder.descriptions]
-        if undescribed:
-            problems.append(
-                f"classes {undescribed} have no description; add them to the descriptions file."
-            )
-        unknown = sorted(set(folder.descriptions) - known)
-        if unknown:
-            problems.append(
-                f"the descriptions file describes {unknown}, which are not in classes.json; "
-                "fix the names or add the classes."
-            )
     if folder.split is None and classes is not None and len(classes) < 3:
         problems.append(
             f"there is no split.json and only {len(classes)} classes; a drawn split needs at "
             "least 3 (seen, validation, unseen). Add classes or write split.json."
         )
-    if folder.split is not None:
-        _check_split(folder.split, classes, problems)
-        if (
-            folder.is_test is not None
-            and labels is not None
-            and classes is not None
-            and len(folder.is_test) == len(labels)
-        ):
-            index = {c: i for i, c in enumerate(classes)}
-            no_train = [
-                c
-                for c in folder.split["seen"]
-                if c in index and not ((labels == index[c]) & ~folder.is_test).any()
-            ]
-            if no_train:
-                problems.append(
-                    f"seen classes {no_train} have no training rows (is_test is True for all "
-                    "their rows); leave some rows False."
-                )
-    if folder.attributes is not None and classes is not None:
-        unknown = sorted(set(folder.attributes) - known)
-        if unknown:
+    if (
+        folder.split is not None
+        and folder.is_test is not None
+        and labels is not None
+        and classes is not None
+        and len(folder.is_test) == len(labels)
+    ):
+        index = {c: i for i, c in enumerate(classes)}
+        no_train = [
+            c
+            for c in folder.split.seen
+            if c in index and not ((labels == index[c]) & ~folder.is_test).any()
+        ]
+        if no_train:
             problems.append(
-                f"attributes.json names classes {unknown} that are not in classes.json."
+                f"seen classes {no_train} have no training rows (is_test is True for all "
+                "their rows); leave some rows False."
             )
     return folder
-
-
-def _check_split(
-    split: dict[str, list[str]], classes: list[str] | None, problems: list[str]
-) -> None:
-    for part in PARTS:
-        twice = sorted({c for c in split[part] if split[part].count(c) > 1})
-        if twice:
-            problems.append(f"split.json lists {twice} more than once in '{part}'.")
-    for i, a in enumerate(PARTS):
-        for b in PARTS[i + 1 :]:
-            both = sorted(set(split[a]) & set(split[b]))
-            if both:
-                problems.append(
-                    f"split.json puts {both} in both '{a}' and '{b}'; a class belongs to one part."
-                )
-    if classes is not None:
-        stray = sorted({c for part in PARTS for c in split[part]} - set(classes))
-        if stray:
-            problems.append(
-                f"split.json names {stray}, which are not in classes.json; fix the names."
-            )
-    if not split["seen"] or not split["unseen"]:
-        problems.append("split.json needs at least one 'seen' and one 'unseen' class.")
 
 
 def check_custom(path: Path) -> list[str]:
@@ -426,7 +320,8 @@ def convert_custom(
 
     Args:
         path: the custom folder (format in the module docstring).
-        dst: the t2m dataset folder to write (created if needed).
+        dst: the t2m dataset folder to create; it must not exist (or be an empty folder). It is
+            built beside and renamed into place, so a failure leaves nothing there.
         feature_name: stem of the feature file under ``features/``; load it with
             ``load_dataset(dst, name, feature_name)``.
         seed: seed of the split and held-out rows drawn when ``split.json`` / ``is_test.npy``
@@ -440,6 +335,8 @@ def convert_custom(
 
     Raises:
         DataError: the folder has problems; the message lists all of them.
+        UserInputError: ``dst`` holds something by the time the new folder is ready.
+        RunFailure: ``dst`` could not be written.
     """
     import numpy as np
     import torch
@@ -456,7 +353,7 @@ def convert_custom(
     classes, labels = folder.classes, folder.labels
     rng = np.random.default_rng(seed)
     if folder.split is not None:
-        split = Split.from_json(folder.split, str(path / SPLIT_FILE))
+        split = Split.from_json(folder.split.model_dump(), str(path / SPLIT_FILE))
         split_source = "split.json"
     else:
         split = _draw_split(classes, rng, val_fraction, unseen_fraction)
@@ -471,37 +368,30 @@ def convert_custom(
             n_test = int(len(rows) * test_fraction)
             is_test[rng.choice(rows, size=n_test, replace=False)] = True
         test_source = f"drawn: {test_fraction} of each class's rows, seed {seed}"
-    meta = {
-        "source": "custom",
-        "extractor": "user-supplied features",
-        "split": split_source,
-        "is_test": test_source,
-    }
-    dst.mkdir(parents=True, exist_ok=True)
-    save_features(
-        dst / FEATURES_DIR / f"{feature_name}.safetensors",
-        torch.from_numpy(np.ascontiguousarray(folder.features, dtype=np.float32)),
-        torch.from_numpy(labels),
-        torch.from_numpy(is_test),
-        list(classes),
-        meta,
+    dataset = ZeroShotDataset(
+        name=dst.name,
+        classes=list(classes),
+        features=torch.from_numpy(np.ascontiguousarray(folder.features, dtype=np.float32)),
+        labels=torch.from_numpy(labels),
+        is_test=torch.from_numpy(is_test),
+        split=split,
+        descriptions={c: folder.descriptions.root[c] for c in classes},
+        meta={
+            "source": "custom",
+            "extractor": "user-supplied features",
+            "split": split_source,
+            "is_test": test_source,
+        },
+        attributes=folder.attributes.root if folder.attributes is not None else {},
     )
-    write_json(dst / DESCRIPTIONS_FILE, {c: folder.descriptions[c] for c in classes})
-    if folder.attributes is not None:
-        write_json(dst / ATTRIBUTES_FILE, folder.attributes)
-    write_json(dst / SPLIT_FILE, split.to_json())
-    return dst
+    return save_dataset(dataset, dst, feature_name)
 
 
 def _draw_split(
     classes: list[str], rng: np.random.Generator, val_fraction: float, unseen_fraction: float
 ) -> Split:
+    # `_read` has made sure of at least 3 classes: one per part.
     n = len(classes)
-    if n < 3:
-        raise DataError(
-            f"Only {n} classes and no split.json: a drawn split needs at least 3 classes "
-            "(seen, validation, unseen). Add classes or write split.json."
-        )
     n_unseen = min(max(1, round(n * unseen_fraction)), n - 2)
     n_val = min(max(1, round(n * val_fraction)), n - 1 - n_unseen)
     order = [classes[int(i)] for i in rng.permutation(n)]

@@ -6,7 +6,7 @@ held-out rows, the seen / validation / unseen class split and each class's descr
 
 Feature files are safetensors (no pickle): tensors `features` (N, D) float32, `labels` (N,) int64
 and `is_test` (N,) uint8, with the class names and the feature extractor's description stored as
-JSON strings in the safetensors metadata.
+JSON strings in the safetensors metadata (``classes`` and ``meta``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from t2m_cli.atomic import save_safetensors
+from t2m_cli.atomic import load_safetensors, save_safetensors, staged_dir
+from t2m_cli.atomic import read_json as read_json
 from t2m_cli.atomic import write_json as write_json
+from t2m_cli.data.folder_files import (
+    AttributesFile,
+    DescriptionsFile,
+    SplitFile,
+    parse_file,
+    read_file,
+    split_problems,
+)
 from t2m_cli.errors import DataError
 
 if TYPE_CHECKING:
@@ -44,20 +53,9 @@ class Split:
     unseen: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        parts = {"seen": self.seen, "val": self.val, "unseen": self.unseen}
-        for name, classes in parts.items():
-            if len(set(classes)) != len(classes):
-                raise DataError(f"The split lists a class twice in '{name}'. List each class once.")
-        overlap = (
-            (set(self.seen) & set(self.val))
-            | (set(self.seen) & set(self.unseen))
-            | (set(self.val) & set(self.unseen))
-        )
-        if overlap:
-            raise DataError(
-                f"Classes {sorted(overlap)} are in more than one part of the split; "
-                "a class must be seen, validation or unseen, not several."
-            )
+        problems = split_problems(self.to_json())
+        if problems:
+            raise DataError(" ".join(f"The split {text}" for _, text in problems))
 
     def part(self, name: str) -> tuple[str, ...]:
         """Return the classes of one part: 'seen', 'val' or 'unseen'."""
@@ -70,14 +68,13 @@ class Split:
 
     @classmethod
     def from_json(cls, data: Any, source: str = "split") -> Split:
-        if not isinstance(data, dict) or set(data) != {"seen", "val", "unseen"}:
-            raise DataError(
-                f"{source} must be a JSON object with exactly the keys 'seen', 'val' and 'unseen'."
-            )
-        for key, value in data.items():
-            if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
-                raise DataError(f"{source}: '{key}' must be a list of class names.")
-        return cls(tuple(data["seen"]), tuple(data["val"]), tuple(data["unseen"]))
+        """A split from the contents of a ``split.json`` file.
+
+        Raises:
+            DataError: ``data`` is not a valid split file (see `SplitFile`); names ``source``.
+        """
+        parts = parse_file(SplitFile, data, source)
+        return cls(tuple(parts.seen), tuple(parts.val), tuple(parts.unseen))
 
 
 @dataclass
@@ -144,7 +141,7 @@ def save_features(
     classes: list[str],
     meta: dict[str, Any],
 ) -> None:
-    """Write a feature file atomically (safetensors, metadata as JSON strings).
+    """Write a feature file atomically (safetensors, class names and meta as JSON strings).
 
     Args:
         path: target ``.safetensors`` file.
@@ -161,8 +158,41 @@ def save_features(
         "labels": labels.to(torch.int64),
         "is_test": is_test.to(torch.uint8),
     }
-    metadata = {"classes": json.dumps(classes), "meta": json.dumps(meta)}
-    save_safetensors(path, tensors, metadata)
+    save_safetensors(path, tensors, {"classes": json.dumps(classes), "meta": json.dumps(meta)})
+
+
+def save_dataset(dataset: ZeroShotDataset, dst: Path, feature_name: str) -> Path:
+    """Write a dataset folder all at once, as `load_dataset` reads it.
+
+    The folder is built beside ``dst`` and renamed into place (`staged_dir`), so a failure midway
+    leaves nothing at ``dst`` to block a rerun.
+
+    Args:
+        dataset: what to write; ``attributes.json`` is written when it has attributes.
+        dst: the folder to create; it must not exist (or be an empty folder).
+        feature_name: stem of the feature file under ``features/``.
+
+    Returns:
+        ``dst``.
+
+    Raises:
+        UserInputError: ``dst`` holds something by the time the new folder is ready.
+        RunFailure: the folder could not be written.
+    """
+    with staged_dir(dst) as tmp:
+        save_features(
+            tmp / FEATURES_DIR / f"{feature_name}.safetensors",
+            dataset.features,
+            dataset.labels,
+            dataset.is_test,
+            dataset.classes,
+            dataset.meta,
+        )
+        write_json(tmp / SPLIT_FILE, dataset.split.to_json())
+        write_json(tmp / DESCRIPTIONS_FILE, dataset.descriptions)
+        if dataset.attributes:
+            write_json(tmp / ATTRIBUTES_FILE, dataset.attributes)
+    return dst
 
 
 def load_features(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str], dict]:
@@ -170,39 +200,28 @@ def load_features(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
 
     Returns:
         features (N, D) float32, labels (N,) int64, is_test (N,) bool, class names, meta.
-    """
-    from safetensors import safe_open
 
+    Raises:
+        DataError: the file is missing, damaged, lacks a tensor or the class names, or its
+            shapes disagree.
+    """
     if not path.is_file():
         raise DataError(f"Feature file {path} does not exist. Run `t2m encode` first.")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            features = f.get_tensor("features")
-            labels = f.get_tensor("labels")
-            is_test = f.get_tensor("is_test").bool()
-        classes = json.loads(metadata["classes"])
-        meta = json.loads(metadata.get("meta", "{}"))
-    except DataError:
-        raise
-    except Exception as exc:  # safetensors raises several types for a damaged file
-        raise DataError(
-            f"Feature file {path} cannot be read ({exc}). Delete it and run `t2m encode` again."
-        ) from exc
+        tensors, header = load_safetensors(path, "Feature file")
+        lacking = [k for k in ("features", "labels", "is_test") if k not in tensors]
+        if not isinstance(header.get("classes"), list):
+            lacking.append("class names")
+        if lacking:
+            raise DataError(f"Feature file {path} cannot be read (no {', '.join(lacking)}).")
+    except DataError as exc:
+        raise DataError(f"{exc} Delete it and run `t2m encode` again.") from exc
+    features, labels = tensors["features"], tensors["labels"]
+    is_test = tensors["is_test"].bool()
     n = features.shape[0]
     if features.ndim != 2 or labels.shape != (n,) or is_test.shape != (n,):
         raise DataError(f"Feature file {path} has inconsistent shapes; run `t2m encode` again.")
-    return features, labels, is_test, classes, meta
-
-
-def read_json(path: Path, what: str) -> Any:
-    """Read a JSON file, turning a missing or malformed file into a `DataError`."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"The {what} file {path} is missing.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"The {what} file {path} is not valid JSON: {exc}.") from None
+    return features, labels, is_test, header["classes"], header.get("meta", {})
 
 
 def load_dataset(root: Path, name: str, feature_name: str) -> ZeroShotDataset:
@@ -212,27 +231,24 @@ def load_dataset(root: Path, name: str, feature_name: str) -> ZeroShotDataset:
         root: dataset folder holding ``split.json``, ``descriptions.json`` and ``features/``.
         name: dataset name to report.
         feature_name: stem of the feature file under ``features/`` (e.g. ``"pointnet"``).
+
+    Raises:
+        DataError: a file is missing or invalid (see `t2m_cli.data.folder_files`), or the files
+            disagree: a class without features, description or rows.
     """
     import torch
 
     split = Split.from_json(read_json(root / SPLIT_FILE, "split"), str(root / SPLIT_FILE))
-    raw = read_json(root / DESCRIPTIONS_FILE, "descriptions")
-    if not isinstance(raw, dict) or not all(
-        isinstance(v, list) and v and all(isinstance(t, str) and t.strip() for t in v)
-        for v in raw.values()
-    ):
-        raise DataError(
-            f"{root / DESCRIPTIONS_FILE} must map each class name to a non-empty list of texts."
-        )
+    descriptions = read_file(DescriptionsFile, root / DESCRIPTIONS_FILE, "descriptions")
     features, labels, is_test, classes, meta = load_features(
         root / FEATURES_DIR / f"{feature_name}.safetensors"
     )
     missing = [c for c in (*split.seen, *split.val, *split.unseen) if c not in classes]
     if missing:
         raise DataError(f"Split classes {missing} have no features in {root}; encode again.")
-    undescribed = [c for c in classes if c not in raw]
+    undescribed = descriptions.undescribed(classes)
     if undescribed:
-        raise DataError(f"Classes {undescribed} have no description in {root / DESCRIPTIONS_FILE}.")
+        raise DataError(f"{root / DESCRIPTIONS_FILE} {undescribed}")
     counts = torch.bincount(labels, minlength=len(classes))
     for c in split.seen:
         i = classes.index(c)
@@ -243,13 +259,7 @@ def load_dataset(root: Path, name: str, feature_name: str) -> ZeroShotDataset:
         raise DataError(f"Classes {empty} have no rows in the features of {root}.")
     attributes: dict[str, list[str]] = {}
     if (root / ATTRIBUTES_FILE).is_file():
-        attributes = read_json(root / ATTRIBUTES_FILE, "attributes")
-        if not isinstance(attributes, dict) or not all(
-            isinstance(v, list) and all(isinstance(a, str) for a in v) for v in attributes.values()
-        ):
-            raise DataError(
-                f"{root / ATTRIBUTES_FILE} must map each class name to a list of attribute names."
-            )
+        attributes = read_file(AttributesFile, root / ATTRIBUTES_FILE, "attributes").root
     return ZeroShotDataset(
         attributes=attributes,
         name=name,
@@ -258,6 +268,6 @@ def load_dataset(root: Path, name: str, feature_name: str) -> ZeroShotDataset:
         labels=labels,
         is_test=is_test,
         split=split,
-        descriptions={k: list(v) for k, v in raw.items()},
+        descriptions=descriptions.root,
         meta=meta,
     )

@@ -9,26 +9,15 @@ features, JSON split, descriptions and attributes, so nothing is unpickled twice
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from t2m_cli.data.dataset import (
-    ATTRIBUTES_FILE,
-    DESCRIPTIONS_FILE,
-    FEATURES_DIR,
-    SPLIT_FILE,
-    Split,
-    save_features,
-    write_json,
-)
+from t2m_cli.data.dataset import FEATURES_DIR, Split, ZeroShotDataset, save_dataset
 from t2m_cli.data.safe_pickle import safe_load
 from t2m_cli.data.texts import class_name_text
-from t2m_cli.errors import DataError, RunFailure
+from t2m_cli.errors import DataError
 
 FEATURE_NAME = "original"
 """Stem of the converted feature file: ``features/original.safetensors``."""
@@ -206,6 +195,11 @@ def convert_original_dataset(
 
     Returns:
         ``dst``.
+
+    Raises:
+        DataError: a part is missing or malformed, the parts disagree, a class has no
+            description, or ``dst`` already holds something.
+        RunFailure: the folder could not be written or moved into place.
     """
     import numpy as np
     import torch
@@ -271,28 +265,16 @@ def convert_original_dataset(
                 "with awa only)."
             )
 
-    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.part")
-    try:
-        save_features(
-            tmp / FEATURES_DIR / f"{FEATURE_NAME}.safetensors",
-            torch.from_numpy(np.concatenate(blocks)),
-            torch.from_numpy(np.concatenate(labels)),
-            torch.from_numpy(np.concatenate(flags)),
-            classes,
-            {"source": "original", "dataset": name, "files": [f"{p}.pkl" for p in ORIGINAL_PARTS]},
-        )
-        write_json(tmp / SPLIT_FILE, split.to_json())
-        write_json(tmp / DESCRIPTIONS_FILE, texts)
-        if attrs is not None:
-            write_json(tmp / ATTRIBUTES_FILE, attrs)
-        try:
-            # Replaces an empty dst; fails, leaving it untouched, if someone filled it meanwhile.
-            os.replace(tmp, dst)
-        except OSError as exc:
-            raise RunFailure(
-                f"Could not move the converted dataset into {dst} ({exc.strerror or exc}); "
-                "check that it is empty and its folder writable."
-            ) from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dst
+    dataset = ZeroShotDataset(
+        name=name,
+        classes=classes,
+        features=torch.from_numpy(np.concatenate(blocks)),
+        labels=torch.from_numpy(np.concatenate(labels)),
+        is_test=torch.from_numpy(np.concatenate(flags)),
+        split=split,
+        descriptions=texts,
+        meta={"source": "original", "dataset": name, "files": [f"{p}.pkl" for p in ORIGINAL_PARTS]},
+        attributes=attrs or {},
+    )
+    # Replaces an empty dst; refuses, leaving it untouched, if someone filled it meanwhile.
+    return save_dataset(dataset, dst, FEATURE_NAME)

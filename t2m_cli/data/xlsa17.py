@@ -27,15 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from t2m_cli.data.dataset import (
-    ATTRIBUTES_FILE,
-    DESCRIPTIONS_FILE,
-    FEATURES_DIR,
-    SPLIT_FILE,
-    Split,
-    save_features,
-    write_json,
-)
+from t2m_cli.data.dataset import Split, ZeroShotDataset, save_dataset
 from t2m_cli.data.texts import class_name_text
 from t2m_cli.errors import DataError
 
@@ -304,7 +296,8 @@ def to_t2m(
 
     Args:
         data: from `read_xlsa17`.
-        dst: the dataset folder to write (created if needed).
+        dst: the dataset folder to create; it must not exist (or be an empty folder). It is
+            built beside and renamed into place, so a failure leaves nothing there.
         n_val: carve this many seen classes out for validation (seeded). Required when the file
             has no ``val_loc``; when given it replaces the file's validation classes.
         seed: seed of the carve-out.
@@ -317,6 +310,12 @@ def to_t2m(
 
     Returns:
         ``dst``.
+
+    Raises:
+        DataError: no validation classes (no ``val_loc`` and no ``n_val``), an ``n_val`` out of
+            range, or attribute names that do not fit the file.
+        UserInputError: ``dst`` holds something by the time the new folder is ready.
+        RunFailure: ``dst`` could not be written.
     """
     import numpy as np
     import torch
@@ -366,17 +365,15 @@ def to_t2m(
         "attributes": "written" if attributes is not None else "not written: no attribute names",
         "notes": list(data.notes),
     }
-    dst.mkdir(parents=True, exist_ok=True)
-    save_features(
-        dst / FEATURES_DIR / f"{feature_name}.safetensors",
-        torch.from_numpy(data.features[rows]),
-        torch.from_numpy(data.labels[rows]),
-        torch.from_numpy(is_test),
-        list(data.classes),
-        meta,
+    dataset = ZeroShotDataset(
+        name=dst.name,
+        classes=list(data.classes),
+        features=torch.from_numpy(data.features[rows]),
+        labels=torch.from_numpy(data.labels[rows]),
+        is_test=torch.from_numpy(is_test),
+        split=split,
+        descriptions={c: [xlsa17_text(c)] for c in data.classes},
+        meta=meta,
+        attributes=attributes or {},
     )
-    write_json(dst / DESCRIPTIONS_FILE, {c: [xlsa17_text(c)] for c in data.classes})
-    if attributes is not None:
-        write_json(dst / ATTRIBUTES_FILE, attributes)
-    write_json(dst / SPLIT_FILE, split.to_json())
-    return dst
+    return save_dataset(dataset, dst, feature_name)

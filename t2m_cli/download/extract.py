@@ -11,13 +11,11 @@ every member is out, so a refused or broken archive leaves nothing behind.
 
 from __future__ import annotations
 
-import os
-import shutil
 import stat
-import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from t2m_cli.atomic import staged_dir
 from t2m_cli.errors import DataError, UserInputError
 
 DEFAULT_MAX_TOTAL_BYTES = 20 * 1024**3
@@ -48,6 +46,7 @@ def extract_zip(
 
     Raises:
         UserInputError: ``target`` already exists.
+        RunFailure: the folder could not be written.
         DataError: The archive is not a zip, is corrupted, or holds an unsafe member; nothing is
             written.
     """
@@ -60,14 +59,8 @@ def extract_zip(
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
             _check_members(archive, members, max_total_bytes, max_ratio)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.extracting")
-            staging.mkdir()
-            try:
+            with staged_dir(target) as staging:
                 _unpack(archive, zf, members, staging, max_total_bytes)
-                os.replace(staging, target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
         raise DataError(
             f"{archive} is not a readable zip archive ({exc}); delete it and download it again."

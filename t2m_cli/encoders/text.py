@@ -19,8 +19,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from t2m_cli.atomic import save_safetensors
-from t2m_cli.errors import RunFailure, UserInputError
+from t2m_cli.atomic import load_safetensors, save_safetensors
+from t2m_cli.errors import DataError, RunFailure, UserInputError
 
 if TYPE_CHECKING:
     import torch
@@ -99,18 +99,15 @@ class SentenceEncoder:
         return self._model
 
     def _read_cache(self) -> dict[str, torch.Tensor]:
-        from safetensors import safe_open
-
         if self.cache_file is None or not self.cache_file.is_file():
             return {}
+        # A damaged or foreign cache costs a re-encode, never a failed run.
         try:
-            with safe_open(str(self.cache_file), framework="pt") as f:
-                keys = json.loads((f.metadata() or {})["keys"])
-                matrix = f.get_tensor("embeddings")
-        except Exception:
-            # A damaged cache costs a re-encode, never a failed run.
+            tensors, header = load_safetensors(self.cache_file, "Text cache")
+        except DataError:
             return {}
-        if matrix.shape[0] != len(keys):
+        keys, matrix = header.get("keys"), tensors.get("embeddings")
+        if not isinstance(keys, list) or matrix is None or matrix.shape[0] != len(keys):
             return {}
         return {k: matrix[i] for i, k in enumerate(keys)}
 
