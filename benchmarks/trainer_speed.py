@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from t2m_cli.config import TrainConfig
 from t2m_cli.data.dataset import Split, ZeroShotDataset
 from t2m_cli.data.texts import TextBank
 from t2m_cli.encoders.text import HashingEncoder
@@ -62,10 +63,9 @@ def run(dataset, bank, tasks: int, tasks_per_step: int, lr: float, device, threa
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     hypernet = build_hypernet("EV", text_dim=bank.dim, feature_dim=dataset.feature_dim)
-    outer = OuterSettings(
-        epochs=1, tasks_per_epoch=tasks, tasks_per_step=tasks_per_step, lr=lr, seed=0
-    )
-    trainer = Trainer(hypernet, bank, dataset, InnerSettings(), outer, device)
+    train = TrainConfig(epochs=1, tasks_per_epoch=tasks, tasks_per_step=tasks_per_step, lr=lr)
+    inner, outer = InnerSettings.from_config(train), OuterSettings.from_config(train, eval_seed=0)
+    trainer = Trainer(hypernet, bank, dataset, inner, outer, device)
     from t2m_cli.training.loop import sample_tasks
 
     batch = sample_tasks(len(trainer.seen), 2, tasks, trainer.generator)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 
+from t2m_cli.config import TrainConfig
 from t2m_cli.models.hypernet import EVHypernet, linear_target, mlp_target
 from t2m_cli.training.inner import (
     InnerSettings,
@@ -12,6 +15,9 @@ from t2m_cli.training.inner import (
     inner_train,
     minibatch_order,
 )
+
+# The paper's inner loop: the defaults of the config's train.inner_* keys.
+DEFAULTS = InnerSettings.from_config(TrainConfig())
 
 
 def _flat(x):
@@ -58,7 +64,7 @@ def test_inner_loop_learns_and_leaves_theta0_alone():
     theta0 = {"weight": torch.zeros(1, 2, 6), "bias": torch.zeros(1, 2)}
     order = minibatch_order(torch.tensor([200]), 3, torch.Generator().manual_seed(0))
     theta_t, first = inner_train(
-        linear_target, theta0, *_flat(x), y, torch.tensor([200]), InnerSettings(), order
+        linear_target, theta0, *_flat(x), y, torch.tensor([200]), DEFAULTS, order
     )
     assert torch.count_nonzero(theta0["weight"]) == 0
     acc = (linear_target(theta_t, x).argmax(-1) == y).float().mean()
@@ -93,7 +99,7 @@ def _reference_loop(theta0, tasks, settings, order):
 
 
 def test_batched_tasks_of_different_sizes_match_the_per_task_loop():
-    settings = InnerSettings(epochs=2, batch_size=16, lr=0.05)
+    settings = replace(DEFAULTS, epochs=2, batch_size=16, lr=0.05)
     sizes = [50, 23, 64, 7]
     tasks = [_task(n=n, seed=i) for i, n in enumerate(sizes)]
     counts = torch.tensor(sizes)
@@ -125,7 +131,7 @@ def test_batched_step_gives_the_mean_of_per_task_hypernetwork_gradients():
         x[t, : sizes[t]], y[t, : sizes[t]] = xt[0].double(), yt[0]
     order = minibatch_order(counts, 3, torch.Generator().manual_seed(2))
     theta0 = hn(text)
-    theta_t, _ = inner_train(linear_target, theta0, *_flat(x), y, counts, InnerSettings(), order)
+    theta_t, _ = inner_train(linear_target, theta0, *_flat(x), y, counts, DEFAULTS, order)
     batched = torch.autograd.grad(hypernet_surrogate(theta0, theta_t), list(hn.parameters()))
 
     per_task = []
@@ -138,7 +144,7 @@ def test_batched_step_gives_the_mean_of_per_task_hypernetwork_gradients():
             *_flat(x[t : t + 1, :n]),
             y[t : t + 1, :n],
             counts[t : t + 1],
-            InnerSettings(),
+            DEFAULTS,
             own,
         )
         per_task.append(
@@ -157,7 +163,7 @@ def test_update_rule_is_gradient_of_half_squared_distance():
     theta0 = hn(text)
     order = minibatch_order(torch.tensor([64]), 3, torch.Generator().manual_seed(0))
     theta_t, _ = inner_train(
-        linear_target, theta0, *_flat(x.double()), y, torch.tensor([64]), InnerSettings(), order
+        linear_target, theta0, *_flat(x.double()), y, torch.tensor([64]), DEFAULTS, order
     )
 
     grads_rule = torch.autograd.grad(hypernet_surrogate(theta0, theta_t), list(hn.parameters()))
@@ -190,7 +196,7 @@ def test_surrogate_averages_over_tasks():
 
 def test_two_layer_inner_loop_matches_torch_sgd():
     torch.manual_seed(0)
-    settings = InnerSettings(epochs=2, batch_size=16, lr=0.05)
+    settings = replace(DEFAULTS, epochs=2, batch_size=16, lr=0.05)
     x, y = _task(n=40)
     theta0 = {
         "hidden.weight": torch.randn(1, 5, 6),
@@ -261,7 +267,7 @@ def test_single_logit_accepts_integer_labels_and_learns():
     theta0 = {"weight": torch.zeros(1, 1, 6), "bias": torch.zeros(1, 1)}
     order = minibatch_order(torch.tensor([200]), 3, torch.Generator().manual_seed(0))
     theta_t, first = inner_train(
-        linear_target, theta0, *_flat(x), y, torch.tensor([200]), InnerSettings(), order
+        linear_target, theta0, *_flat(x), y, torch.tensor([200]), DEFAULTS, order
     )
     assert torch.allclose(first, torch.tensor([torch.log(torch.tensor(2.0))]))
     logit = linear_target(theta_t, x)[0, :, 0]

@@ -17,29 +17,46 @@ cross-entropy with logits, label 1 for a row whose class has the task's attribut
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from t2m_cli.models.hypernet import TargetParams
 
+if TYPE_CHECKING:
+    from t2m_cli.config import TrainConfig
+
 TargetFn = Callable[[TargetParams, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
 class InnerSettings:
-    """Settings of the inner SGD loop (the paper's defaults).
+    """Settings of the inner SGD loop: the ``train.inner_*`` keys of a config.
 
-    The original code hard-codes lr 0.01, momentum 0.9 and weight decay 0.01 and ignores its own
-    flags for them; here they are real settings with those defaults.
+    Their defaults (the paper's) live in `TrainConfig` alone. The original code hard-codes lr
+    0.01, momentum 0.9 and weight decay 0.01 and ignores its own flags for them; here they are
+    real settings with those defaults.
     """
 
-    epochs: int = 3
-    batch_size: int = 64
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.01
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+
+    @classmethod
+    def from_config(cls, train: TrainConfig) -> InnerSettings:
+        """The settings of a config's ``train`` section: field ``x`` is ``train.inner_x``.
+
+        Args:
+            train: the validated ``train`` section.
+
+        Returns:
+            The inner-loop settings.
+        """
+        return cls(**{f.name: getattr(train, f"inner_{f.name}") for f in fields(cls)})
 
 
 def minibatch_order(
