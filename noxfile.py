@@ -33,10 +33,13 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Check style and common bugs with ruff."""
-    session.install("ruff>=0.5")
+    """Check style and common bugs with ruff, and the import contract (which room may import
+    which, in pyproject.toml) with import-linter."""
+    session.install("ruff>=0.5", "import-linter>=2.1")
     session.run("ruff", "check", "t2m_cli", "tests", "noxfile.py", "benchmarks")
     session.run("ruff", "format", "--check", "t2m_cli", "tests", "noxfile.py", "benchmarks")
+    # import-linter reads the source tree; the package itself need not be installed.
+    session.run("lint-imports", env={"PYTHONPATH": os.getcwd()})
 
 
 @nox.session(default=False)

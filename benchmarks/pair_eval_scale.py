@@ -39,8 +39,8 @@ import torch
 
 from t2m_cli.data.dataset import Split, ZeroShotDataset
 from t2m_cli.data.texts import TextBank
-from t2m_cli.evaluation.pairs import pair_accuracies
 from t2m_cli.models.hypernet import build_hypernet
+from t2m_cli.scoring.pairs import pair_accuracies
 
 N_CLASSES = 200
 N_ROWS = 11_788  # CUB's image count

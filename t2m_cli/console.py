@@ -6,7 +6,7 @@ stderr (``err``). ``--quiet`` silences stderr chatter but never results or error
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -20,13 +20,12 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from t2m_cli.progress import ProgressCallback
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 _quiet = False
-
-ProgressCallback = Callable[[int, int], None]
-"""Called as ``callback(done, total)`` by long-running core functions."""
 
 
 def set_quiet(quiet: bool) -> None:

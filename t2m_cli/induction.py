@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from t2m_cli.atomic import save_safetensors
+from t2m_cli.atomic import load_safetensors, save_safetensors
 from t2m_cli.errors import DataError
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from t2m_cli.encoders.text import TextEncoder
     from t2m_cli.models.hypernet import Hypernetwork
+    from t2m_cli.runs import Checkpoint
 
 CLASSIFIER_FORMAT = "t2m-classifier/1"
 
@@ -147,17 +148,12 @@ class InducedClassifier:
 
     @classmethod
     def load(cls, path: Path) -> InducedClassifier:
-        """Read a classifier written by `save`."""
-        from safetensors import safe_open
+        """Read a classifier written by `save`.
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                header = json.loads((f.metadata() or {})["t2m"])
-                params = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
-        except FileNotFoundError:
-            raise DataError(f"Classifier file {path} does not exist.") from None
-        except Exception as exc:  # safetensors raises several types for a damaged file
-            raise DataError(f"{path} is not a readable t2m classifier ({exc}).") from exc
+        Raises:
+            DataError: the file is missing, damaged, or not a t2m classifier.
+        """
+        params, header = load_safetensors(path, "Classifier file")
         if header.pop("format", None) != CLASSIFIER_FORMAT:
             raise DataError(f"{path} is not a t2m classifier file.")
         names, texts = header.pop("class_names"), header.pop("descriptions")
@@ -205,17 +201,27 @@ def induce_from_run(
     run_dir: Path,
     classes: list[tuple[str, str]],
     cache_dir: Path | None = None,
-    checkpoint: str = "best",
+    checkpoint: Checkpoint = "best",
 ) -> InducedClassifier:
-    """Induce a classifier with the hypernetwork of a training run (its best checkpoint)."""
-    from t2m_cli.encoders.text import make_text_encoder
-    from t2m_cli.paths import CHECKPOINT_BEST, CHECKPOINT_LAST, text_cache_dir
-    from t2m_cli.training.checkpoint import load_checkpoint
-    from t2m_cli.training.run import load_run
+    """Induce a classifier with the hypernetwork of a training run.
 
-    load_run(run_dir)  # a clear error when the folder is not a run
-    name = CHECKPOINT_BEST if checkpoint == "best" else CHECKPOINT_LAST
-    hypernet, meta, norm = load_checkpoint(run_dir / name)
+    Args:
+        run_dir: a run folder.
+        classes: (name, description) per class, in output order.
+        cache_dir: cache root override (text embeddings).
+        checkpoint: ``best`` (chosen on validation classes) or ``last``.
+
+    Raises:
+        UserInputError: ``run_dir`` is not a run folder.
+        DataError: its checkpoint is missing or damaged.
+    """
+    from t2m_cli import runs
+    from t2m_cli.encoders.text import make_text_encoder
+    from t2m_cli.models.checkpoint import load_checkpoint
+    from t2m_cli.paths import text_cache_dir
+
+    runs.load_run(run_dir)  # a clear error when the folder is not a run
+    hypernet, meta, norm = load_checkpoint(runs.checkpoint_path(run_dir, checkpoint))
     encoder = make_text_encoder(meta["text_model"], cache_dir=text_cache_dir(cache_dir))
     info = {
         "text_model": meta["text_model"],

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 
 ENV_HOME = "T2M_HOME"
+DATASET_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+"""What a dataset name may be (it names a folder under the cache), as a regular expression."""
 
 # Files inside a run folder.
 RUN_CONFIG = "config.yaml"

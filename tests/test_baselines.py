@@ -10,7 +10,6 @@ from t2m_cli.data.dataset import load_dataset
 from t2m_cli.data.texts import TextBank
 from t2m_cli.encoders.text import HashingEncoder
 from t2m_cli.evaluation import baselines
-from t2m_cli.evaluation import pairs as pairs_module
 from t2m_cli.evaluation.baselines import (
     EszslBaseline,
     RidgePrototypes,
@@ -19,8 +18,9 @@ from t2m_cli.evaluation.baselines import (
     fit_eszsl,
     fit_ridge_baseline,
 )
-from t2m_cli.evaluation.metrics import summarize
-from t2m_cli.evaluation.pairs import pair_accuracies
+from t2m_cli.scoring import pairs as pairs_module
+from t2m_cli.scoring.metrics import summarize
+from t2m_cli.scoring.pairs import pair_accuracies
 
 
 def test_ridge_recovers_an_exact_linear_map():

@@ -18,9 +18,9 @@ from t2m_cli.config import load_config
 from t2m_cli.data.dataset import load_dataset
 from t2m_cli.data.texts import TextBank
 from t2m_cli.encoders.text import HashingEncoder
-from t2m_cli.evaluation.pairs import pair_accuracies
 from t2m_cli.evaluation.protocol import score_method
 from t2m_cli.models.hypernet import build_hypernet
+from t2m_cli.scoring.pairs import pair_accuracies
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -108,22 +108,42 @@ def test_supersets_protocol_through_the_cli(tiny_root, tmp_path):
     assert result.exit_code == 2 and "superset_template" in result.stderr
 
 
-def test_w_baseline_trains_once_into_the_run_and_takes_part_in_pairs_only(tiny_root, tmp_path):
+def _train_baseline(tmp_path: Path, *args: str):
+    cache = ["--cache-dir", str(tmp_path / "cache"), "-q"]
+    return runner.invoke(app, ["train", "--baseline", *args, *cache])
+
+
+def test_w_baseline_is_trained_by_train_and_only_read_by_evaluate(tiny_root, tmp_path):
     run = _train(tiny_root, tmp_path, "ev")
     args = [str(run), "--protocol", "pairs,zsl", "--baseline", "W"]
+    # Evaluation never trains: it says which command makes the baseline, and writes nothing.
+    missing = _evaluate(tmp_path, *args)
+    assert missing.exit_code == 2
+    assert f"t2m train --baseline W {run}" in " ".join(missing.stderr.split())
+    assert not (run / "baselines").exists()
+
+    trained = _train_baseline(tmp_path, "W", str(run))
+    assert trained.exit_code == 0, trained.output
+    folder = run / "baselines" / "W"
+    assert trained.stdout.strip() == f"run: {folder}"
+    best = folder / "best.safetensors"
+    config = (folder / "config.yaml").read_text()
+    assert "hn_type: W" in config and "classes_per_task: 2" in config
+
     doc = _evaluate_json(tmp_path, *args)
     assert fig(doc, "pairs", "unseen", "W")["n"] == 12
     assert not [f for f in doc["results"] if f["method"] == "W" and f["protocol"] == "zsl"]
     assert fig(doc, "zsl", "top1")["n"] == 4
-    folder = run / "baselines" / "W"
-    best = folder / "best.safetensors"
     assert best.is_file() and doc["runs"][0]["hyperparameters"]["W"]["epochs"] == 3
-    config = (folder / "config.yaml").read_text()
-    assert "hn_type: W" in config and "classes_per_task: 2" in config
     stamp = best.stat().st_mtime_ns
     again = _evaluate_json(tmp_path, *args)
-    assert best.stat().st_mtime_ns == stamp  # reused, not retrained
+    assert best.stat().st_mtime_ns == stamp  # read, not retrained
     assert again["results"] == doc["results"]
+
+    # A finished baseline is not trained twice.
+    twice = _train_baseline(tmp_path, "W", str(run))
+    assert twice.exit_code == 2 and "already trained" in twice.stderr
+    assert best.stat().st_mtime_ns == stamp
 
     # The table says W is pairs only.
     table = _evaluate(tmp_path, *args)
@@ -132,6 +152,24 @@ def test_w_baseline_trains_once_into_the_run_and_takes_part_in_pairs_only(tiny_r
     w_run = _train(tiny_root, tmp_path, "w", "--hn-type", "W")
     result = _evaluate(tmp_path, str(w_run), "--baseline", "W")
     assert result.exit_code == 2 and "itself a W" in result.stderr
+    result = _train_baseline(tmp_path, "W", str(w_run))
+    assert result.exit_code == 2 and "itself a W" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ridge", "RUN"], "not a baseline that needs training"),
+        (["W"], "t2m train --baseline W RUN_FOLDER"),
+        (["W", "RUN", "--seed", "3"], "drop --seed"),
+    ],
+)
+def test_train_baseline_refuses_what_it_cannot_do(tiny_root, tmp_path, args, message):
+    run = _train(tiny_root, tmp_path, "ev")
+    result = _train_baseline(tmp_path, *[str(run) if a == "RUN" else a for a in args])
+    assert result.exit_code == 2
+    assert message in " ".join(result.stderr.split())
+    assert not (run / "baselines").exists()
 
 
 def test_several_runs_are_averaged_across_seeds(tiny_root, tmp_path):

@@ -5,8 +5,23 @@ from __future__ import annotations
 import pytest
 import torch
 
+from t2m_cli.config import TrainConfig
 from t2m_cli.errors import UserInputError
-from t2m_cli.training.loop import sample_tasks, superset_tasks
+from t2m_cli.training.inner import InnerSettings
+from t2m_cli.training.loop import OuterSettings, sample_tasks, superset_tasks
+
+
+def _settings(**train: object) -> tuple[InnerSettings, OuterSettings]:
+    """The inner and outer settings of a ``train`` section with these keys changed."""
+    section = TrainConfig.model_validate(train)
+    return InnerSettings.from_config(section), OuterSettings.from_config(section, eval_seed=0)
+
+
+def test_settings_come_from_the_train_section_and_its_defaults():
+    inner, outer = _settings(inner_lr=0.2, inner_epochs=5, tasks_per_step=4, amp=True)
+    assert (inner.lr, inner.epochs, inner.batch_size) == (0.2, 5, TrainConfig().inner_batch_size)
+    assert (outer.tasks_per_step, outer.amp, outer.lr) == (4, True, TrainConfig().lr)
+    assert OuterSettings.from_config(TrainConfig(), eval_seed=7).eval_seed == 7
 
 
 def test_pairs_are_distinct_ordered_pairs_without_repeats():
@@ -44,8 +59,7 @@ def _trainer(tiny_root, rank=0, world_size=1, tasks_per_step=6):
     from t2m_cli.data.texts import TextBank
     from t2m_cli.encoders.text import HashingEncoder
     from t2m_cli.models.hypernet import build_hypernet
-    from t2m_cli.training.inner import InnerSettings
-    from t2m_cli.training.loop import OuterSettings, Trainer
+    from t2m_cli.training.loop import Trainer
 
     ds = load_dataset(tiny_root, "tiny", "pointnet")
     bank = TextBank.build(ds.classes, ds.descriptions, "descriptions", HashingEncoder(32))
@@ -53,8 +67,8 @@ def _trainer(tiny_root, rank=0, world_size=1, tasks_per_step=6):
     torch.manual_seed(0)
     hn = build_hypernet("IVEV", text_dim=32, feature_dim=ds.feature_dim, hidden=8).double()
     ds.features = ds.features.double()
-    outer = OuterSettings(tasks_per_step=tasks_per_step, seed=3)
-    return Trainer(hn, bank, ds, InnerSettings(), outer, torch.device("cpu"), rank, world_size)
+    inner, outer = _settings(tasks_per_step=tasks_per_step, seed=3)
+    return Trainer(hn, bank, ds, inner, outer, torch.device("cpu"), rank, world_size)
 
 
 @pytest.mark.parametrize("n_tasks", [6, 5, 1])
@@ -81,8 +95,7 @@ def test_mixed_precision_trains_close_to_float32(tiny_root):
     from t2m_cli.data.texts import TextBank
     from t2m_cli.encoders.text import HashingEncoder
     from t2m_cli.models.hypernet import build_hypernet
-    from t2m_cli.training.inner import InnerSettings
-    from t2m_cli.training.loop import OuterSettings, Trainer
+    from t2m_cli.training.loop import Trainer
 
     ds = load_dataset(tiny_root, "tiny", "pointnet")
     bank = TextBank.build(ds.classes, ds.descriptions, "descriptions", HashingEncoder(32))
@@ -90,8 +103,8 @@ def test_mixed_precision_trains_close_to_float32(tiny_root):
     for amp in (False, True):
         torch.manual_seed(0)
         hn = build_hypernet("EV", text_dim=32, feature_dim=ds.feature_dim, hidden=8)
-        outer = OuterSettings(epochs=3, tasks_per_epoch=20, tasks_per_step=5, amp=amp, lr=0.025)
-        trainer = Trainer(hn, bank, ds, InnerSettings(), outer, torch.device("cpu"))
+        inner, outer = _settings(epochs=3, tasks_per_epoch=20, tasks_per_step=5, amp=amp, lr=0.025)
+        trainer = Trainer(hn, bank, ds, inner, outer, torch.device("cpu"))
         results[amp] = [r.inner_loss for r in trainer.epochs()]
         assert all(p.dtype == torch.float32 for p in hn.parameters())
     assert results[True] == pytest.approx(results[False], rel=0.05)
@@ -102,10 +115,9 @@ def _superset_trainer(tiny_root, rank=0, world_size=1):
     from t2m_cli.data.dataset import load_dataset
     from t2m_cli.data.texts import TextBank
     from t2m_cli.encoders.text import HashingEncoder
-    from t2m_cli.evaluation.supersets import attribute_texts
     from t2m_cli.models.hypernet import build_hypernet
-    from t2m_cli.training.inner import InnerSettings
-    from t2m_cli.training.loop import OuterSettings, SupersetTrainer
+    from t2m_cli.scoring.supersets import attribute_texts
+    from t2m_cli.training.loop import SupersetTrainer
 
     ds = load_dataset(tiny_root, "tiny", "pointnet")
     encoder = HashingEncoder(32)
@@ -115,12 +127,12 @@ def _superset_trainer(tiny_root, rank=0, world_size=1):
     torch.manual_seed(0)
     hn = build_hypernet("IVEV", text_dim=32, feature_dim=ds.feature_dim, hidden=8).double()
     ds.features = ds.features.double()
-    outer = OuterSettings(tasks_per_step=4, seed=3)
+    inner, outer = _settings(tasks_per_step=4, seed=3, inner_epochs=1)
     return SupersetTrainer(
         hn,
         bank,
         ds,
-        InnerSettings(epochs=1),
+        inner,
         outer,
         torch.device("cpu"),
         rank,

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from t2m_cli.evaluation.metrics import (
+from t2m_cli.scoring.metrics import (
     Summary,
     ausuc,
     gzsl_scores,

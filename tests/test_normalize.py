@@ -12,7 +12,7 @@ from t2m_cli.data.normalize import FeatureNorm
 from t2m_cli.data.texts import TextBank
 from t2m_cli.encoders.text import HashingEncoder
 from t2m_cli.induction import InducedClassifier, induce_from_run
-from t2m_cli.training.checkpoint import load_checkpoint
+from t2m_cli.models.checkpoint import load_checkpoint
 
 
 def test_statistics_ignore_everything_but_seen_training_rows(tiny_root):

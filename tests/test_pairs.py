@@ -10,16 +10,16 @@ import torch
 from t2m_cli.data.dataset import Split, ZeroShotDataset, load_dataset
 from t2m_cli.data.texts import TextBank
 from t2m_cli.encoders.text import HashingEncoder
-from t2m_cli.evaluation import pairs as pairs_module
-from t2m_cli.evaluation.metrics import harmonic_mean, running_counter_accuracies, summarize
-from t2m_cli.evaluation.pairs import (
+from t2m_cli.models.hypernet import EVHypernet, build_hypernet, linear_target
+from t2m_cli.scoring import pairs as pairs_module
+from t2m_cli.scoring.metrics import harmonic_mean, running_counter_accuracies, summarize
+from t2m_cli.scoring.pairs import (
     ClassRows,
     is_linear,
     ordered_pairs,
     pair_accuracies,
     pair_index,
 )
-from t2m_cli.models.hypernet import EVHypernet, build_hypernet, linear_target
 
 
 def test_summary_mean_and_sem_by_hand():

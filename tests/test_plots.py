@@ -18,7 +18,7 @@ from t2m_cli.evaluation.plots import (
     plot_pair_matrix,
     plot_training_curves,
 )
-from t2m_cli.training.loggers import read_metrics
+from t2m_cli.runs import read_metrics
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

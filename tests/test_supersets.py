@@ -11,10 +11,11 @@ from torch import nn
 from t2m_cli.data.dataset import Split, ZeroShotDataset, load_dataset
 from t2m_cli.encoders.text import HashingEncoder
 from t2m_cli.errors import DataError, UserInputError
-from t2m_cli.evaluation.metrics import harmonic_mean, roc_auc
 from t2m_cli.evaluation.protocol import PAIR_PARTS
-from t2m_cli.evaluation.supersets import SUPERSET_PARTS, superset_aucs, supersets
+from t2m_cli.evaluation.supersets import supersets
 from t2m_cli.models.hypernet import build_hypernet, linear_target
+from t2m_cli.scoring.metrics import harmonic_mean, roc_auc
+from t2m_cli.scoring.supersets import SUPERSET_PARTS, superset_aucs
 
 # Attribute texts -> unit directions of the 2-D feature space the hand-made datasets use.
 DIRECTIONS = {"stripes": [1.0, 0.0], "everywhere": [0.0, 1.0]}

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from t2m_cli.console import ProgressCallback
 from t2m_cli.data.dataset import ZeroShotDataset, load_dataset
+from t2m_cli.download.registry import FILE_ONLY as FILE_ONLY
 from t2m_cli.errors import DataError, UserInputError
 from t2m_cli.paths import cache_root, dataset_dir
+from t2m_cli.progress import ProgressCallback
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def _fetch_modelnet40(request: FetchRequest) -> Path:
     """ModelNet40.zip -> ``<root>/<class>/{train,test}/*.off`` with the paper's split."""
     import shutil
 
+    from t2m_cli.atomic import staged_dir
     from t2m_cli.data.dataset import DESCRIPTIONS_FILE, SPLIT_FILE, write_json
     from t2m_cli.data.modelnet import MODELNET40_SPLIT
     from t2m_cli.data.texts import class_name_text
@@ -105,25 +107,23 @@ def _fetch_modelnet40(request: FetchRequest) -> Path:
     (archive,) = fetch_remote("modelnet40", request)
     if (request.root / SPLIT_FILE).is_file():
         return request.root
-    staging = request.root.with_name(f".{request.root.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    extract_zip(archive, staging)
-    # The archive holds one top folder (ModelNet40/); its class folders become the dataset's.
-    inner = [p for p in staging.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))]
-    top = inner[0] if len(inner) == 1 else staging
-    classes = (*MODELNET40_SPLIT.seen, *MODELNET40_SPLIT.val, *MODELNET40_SPLIT.unseen)
-    missing = [c for c in classes if not (top / c).is_dir()]
-    if missing:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise DataError(
-            f"{archive.name} has no folders for {missing[:5]}; it is not ModelNet40. "
-            "Delete it from the downloads folder and download again."
-        )
-    write_json(top / SPLIT_FILE, MODELNET40_SPLIT.to_json())
-    write_json(top / DESCRIPTIONS_FILE, {c: [class_name_text(c)] for c in classes})
-    request.root.parent.mkdir(parents=True, exist_ok=True)
-    top.rename(request.root)
-    shutil.rmtree(staging, ignore_errors=True)
+    with staged_dir(request.root) as folder:
+        unpacked = extract_zip(archive, folder / ".archive")
+        # The archive holds one top folder (ModelNet40/); its class folders become the dataset's.
+        inner = [p for p in unpacked.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))]
+        top = inner[0] if len(inner) == 1 else unpacked
+        classes = (*MODELNET40_SPLIT.seen, *MODELNET40_SPLIT.val, *MODELNET40_SPLIT.unseen)
+        missing = [c for c in classes if not (top / c).is_dir()]
+        if missing:
+            raise DataError(
+                f"{archive.name} has no folders for {missing[:5]}; it is not ModelNet40. "
+                "Delete it from the downloads folder and download again."
+            )
+        for child in list(top.iterdir()):
+            child.rename(folder / child.name)
+        shutil.rmtree(unpacked)
+        write_json(folder / SPLIT_FILE, MODELNET40_SPLIT.to_json())
+        write_json(folder / DESCRIPTIONS_FILE, {c: [class_name_text(c)] for c in classes})
     return request.root
 
 
@@ -151,7 +151,7 @@ def _fetch_original(name: str) -> Callable[[FetchRequest], Path]:
     """<name>.zip of the paper's host -> a t2m dataset folder (features as published)."""
 
     def fetch(request: FetchRequest) -> Path:
-        import shutil
+        import tempfile
 
         from t2m_cli.data.dataset import SPLIT_FILE
         from t2m_cli.data.original import (
@@ -164,19 +164,20 @@ def _fetch_original(name: str) -> Callable[[FetchRequest], Path]:
         (archive,) = fetch_remote(name, request)
         if (request.root / SPLIT_FILE).is_file():
             return request.root
-        staging = request.root.with_name(f".{request.root.name}.staging")
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
-            extract_zip(archive, staging)
+        # The unpacked zip is only read from (the conversion builds its own folder): scratch
+        # beside the dataset, on the same disk, removed however the conversion ends.
+        request.root.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(
+            prefix=f".{request.root.name}.", suffix=".unpacked", dir=request.root.parent
+        ) as scratch:
+            unpacked = extract_zip(archive, Path(scratch) / "zip")
             # GPT descriptions and attribute lists (AwA) are used when they were downloaded:
             # `t2m download descriptors` / `t2m download attributes` before this one.
             descriptions = attributes = None
             if name == "awa":
                 descriptions = _cached_pickle("descriptors", request.cache_dir, read_descriptors)
                 attributes = _cached_pickle("attributes", request.cache_dir, read_attributes)
-            convert_original_dataset(staging, request.root, name, descriptions, attributes)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            convert_original_dataset(unpacked, request.root, name, descriptions, attributes)
         return request.root
 
     return fetch
@@ -232,9 +233,6 @@ DATASETS: dict[str, DatasetSpec] = {
         remote=("attributes",),
     ),
 }
-
-FILE_ONLY = ("descriptors", "attributes")
-"""Registry entries that are single files feeding another dataset, not datasets to train on."""
 
 
 def get_spec(name: str) -> DatasetSpec:

@@ -17,6 +17,8 @@ from t2m_cli.errors import DataError
 if TYPE_CHECKING:
     import torch
 
+    from t2m_cli.config import TextConfig
+    from t2m_cli.data.dataset import ZeroShotDataset
     from t2m_cli.encoders.text import TextEncoder
 
 TextSource = Literal["names", "descriptions"]
@@ -242,4 +244,19 @@ def build_describer(
         p_negative,
         n_attributes,
         prefix,
+    )
+
+
+def describer_for(dataset: ZeroShotDataset, text: TextConfig, encoder: TextEncoder) -> Describer:
+    """The description source a config's ``text`` section asks for, over all of a dataset's
+    classes (the descriptions and attributes of ``dataset``)."""
+    return build_describer(
+        dataset.classes,
+        dataset.descriptions,
+        dataset.attributes,
+        encoder,
+        text.source,
+        text.p_negative,
+        text.n_attributes,
+        text.negative_prefix,
     )

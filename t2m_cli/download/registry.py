@@ -55,3 +55,6 @@ REMOTE_DATASETS: dict[str, list[RemoteFile]] = {
         _file("modelnet40", "http://modelnet.cs.princeton.edu/ModelNet40.zip", archive=True)
     ],
 }
+
+FILE_ONLY = ("descriptors", "attributes")
+"""Remote entries that are single files feeding another dataset, not datasets to train on."""

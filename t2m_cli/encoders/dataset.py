@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from t2m_cli.config import Config
-from t2m_cli.console import ProgressCallback
 from t2m_cli.data.dataset import DESCRIPTIONS_FILE, SPLIT_FILE, Split, read_json
+from t2m_cli.data.folder_files import DescriptionsFile, read_file
 from t2m_cli.data.registry import DATASETS, check_features, resolve_root
 from t2m_cli.data.texts import class_name_text
 from t2m_cli.encoders.text import make_text_encoder
 from t2m_cli.errors import DataError
 from t2m_cli.paths import text_cache_dir
+from t2m_cli.progress import ProgressCallback
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def encode_dataset(
         )
         built = True
     feature_file = check_features(name, root, config.dataset.features)
-    descriptions = read_json(root / DESCRIPTIONS_FILE, "descriptions")
+    descriptions = read_file(DescriptionsFile, root / DESCRIPTIONS_FILE, "descriptions").root
     classes = [*split.seen, *split.val, *split.unseen]
     texts = sorted(
         {class_name_text(c) for c in classes}

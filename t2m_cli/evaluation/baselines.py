@@ -20,8 +20,8 @@ from torch import nn
 
 from t2m_cli.data.dataset import ZeroShotDataset
 from t2m_cli.data.texts import TextBank
-from t2m_cli.evaluation.pairs import validation_pair_accuracy
 from t2m_cli.models.hypernet import TargetParams, linear_target
+from t2m_cli.scoring.pairs import validation_pair_accuracy
 
 RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 ESZSL_GAMMAS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)

@@ -22,14 +22,14 @@ import torch
 from t2m_cli.data.dataset import ZeroShotDataset
 from t2m_cli.data.texts import Describer
 from t2m_cli.errors import DataError, UserInputError
-from t2m_cli.evaluation.metrics import (
+from t2m_cli.models.hypernet import Inducer
+from t2m_cli.scoring.metrics import (
     ausuc,
     harmonic_mean,
     per_class_accuracy,
     seen_unseen_curve,
     tune_calibration,
 )
-from t2m_cli.models.hypernet import Inducer
 
 
 @torch.no_grad()

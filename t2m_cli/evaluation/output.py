@@ -40,7 +40,7 @@ def write_output(evaluations: list[RunEvaluation], folder: Path) -> list[Path]:
         plot_pair_matrix,
         plot_training_curves,
     )
-    from t2m_cli.training.loggers import read_metrics
+    from t2m_cli.runs import read_metrics
 
     try:
         folder.mkdir(parents=True, exist_ok=True)

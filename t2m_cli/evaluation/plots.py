@@ -352,7 +352,7 @@ def _auc(s: np.ndarray, u: np.ndarray) -> float:
     """Area under the seen-unseen curve (trapezoids of S over U sorted ascending)."""
     import torch
 
-    from t2m_cli.evaluation.metrics import ausuc
+    from t2m_cli.scoring.metrics import ausuc
 
     return ausuc(torch.from_numpy(s), torch.from_numpy(u))
 

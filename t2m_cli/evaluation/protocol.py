@@ -1,6 +1,6 @@
 """`t2m evaluate`: every protocol for a run's hypernetwork and for baselines, in one harness.
 
-Protocols (`PROTOCOLS`):
+Protocols (`PROTOCOLS`, a registry of functions that each return their figures and details):
 
 - ``pairs`` (the paper): every ordered pair of a split part's classes gets its own induced binary
   classifier. Seen: the seen classes' held-out rows; validation and unseen: all their rows.
@@ -10,36 +10,31 @@ Protocols (`PROTOCOLS`):
   (`t2m_cli.evaluation.supersets`).
 
 Baselines (`BASELINES`) fit on the seen classes, choose their hyperparameters on validation
-classes, and are then scored by exactly the same code, on the same features and the same
-description draws. Descriptions at evaluation follow the run's text settings unless the
-``eval`` section says otherwise (``eval.source``, ``eval.p_negative``), and ``eval.draws``
-draws are averaged. Nothing here reads unseen-class data to choose anything.
+classes, and are then scored by exactly the same code (ridge and ESZSL are fitted here in closed
+form; the W hypernetwork is trained by `t2m train --baseline W RUN` and only read here), on
+the same features and the same description draws. Descriptions at evaluation follow the run's
+text settings unless the ``eval`` section says otherwise (``eval.source``,
+``eval.p_negative``), and ``eval.draws`` draws are averaged. Nothing here reads unseen-class
+data to choose anything.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from t2m_cli import runs
 from t2m_cli.errors import UserInputError
 from t2m_cli.evaluation.report import HYPERNET, Figure, RunEvaluation
-from t2m_cli.paths import (
-    CHECKPOINT_BEST,
-    CHECKPOINT_LAST,
-    METRICS,
-    RUN_CONFIG,
-    RUN_INFO,
-    TRAIN_STATE,
-    text_cache_dir,
-)
+from t2m_cli.paths import text_cache_dir
 
 if TYPE_CHECKING:
     import torch
 
-    from t2m_cli.config import Config, EvalConfig
+    from t2m_cli.config import EvalConfig
     from t2m_cli.data.dataset import ZeroShotDataset
     from t2m_cli.data.texts import Describer, TextBank
     from t2m_cli.encoders.text import TextEncoder
@@ -47,45 +42,38 @@ if TYPE_CHECKING:
 
 # Which rows of each part's classes are scored.
 PAIR_PARTS = {"seen": "test", "val": "all", "unseen": "all"}
-PROTOCOLS = ("pairs", "zsl", "gzsl", "supersets")
-"""Names `t2m evaluate --protocol` takes."""
-BASELINE_RUNS = "baselines"
-"""Folder inside a run where trained baselines (the W hypernetwork) are kept."""
 CURVE_POINTS = 1000
 """Most points of a GZSL curve kept for plots."""
 
 
 @dataclass
 class BaselineInputs:
-    """What a baseline may use: the seen classes' data, validation classes, the run's config.
+    """What a baseline may use: the seen classes' data, validation classes, the run folder.
 
     Attributes:
         dataset: features, standardised as the run's hypernetwork sees them.
         bank: the positive descriptions (CPU).
         seed: seed of the description draws used to pick hyperparameters.
-        config: the run's config as trained (without evaluation overrides).
-        run_dir: the run folder (trained baselines are cached inside it).
-        cache_dir: cache root override.
+        run_dir: the run folder (a trained baseline is read from inside it).
         device: where scoring happens.
     """
 
     dataset: ZeroShotDataset
     bank: TextBank
     seed: int
-    config: Config
     run_dir: Path
-    cache_dir: Path | None
     device: torch.device
 
 
 def evaluate_run(
     run_dir: Path,
     cache_dir: Path | None = None,
-    checkpoint: str = "best",
+    checkpoint: runs.Checkpoint = "best",
     seed: int | None = None,
     protocols: Sequence[str] = ("pairs",),
     baselines: Sequence[str] = (),
     overrides: Sequence[str] = (),
+    values: Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> RunEvaluation:
     """Evaluate a run's hypernetwork, and any baselines, with the asked protocols.
@@ -98,6 +86,7 @@ def evaluate_run(
         protocols: names from `PROTOCOLS`.
         baselines: names from `BASELINES`.
         overrides: ``eval.key=value`` settings for this evaluation only (draws, source, ...).
+        values: typed ``eval.key`` settings, set after `overrides` as they are (no YAML).
         log: receives progress messages (e.g. that a baseline is being trained).
 
     Raises:
@@ -105,7 +94,7 @@ def evaluate_run(
             or a protocol the run's hypernetwork cannot take part in.
     """
     _check_names(protocols, baselines)
-    outside = [o for o in overrides if not o.strip().startswith("eval.")]
+    outside = [o for o in [*overrides, *(values or {})] if not o.strip().startswith("eval.")]
     if outside:
         raise UserInputError(
             f"Only eval.* settings can change at evaluation, not {outside}; the rest of a "
@@ -114,22 +103,22 @@ def evaluate_run(
 
     from t2m_cli.config import load_config
     from t2m_cli.data.registry import open_dataset
-    from t2m_cli.data.texts import NegativeDescriptions
+    from t2m_cli.data.texts import NegativeDescriptions, describer_for
+    from t2m_cli.device import resolve_device
     from t2m_cli.encoders.text import make_text_encoder
-    from t2m_cli.training.checkpoint import load_checkpoint
-    from t2m_cli.training.loop import resolve_device
-    from t2m_cli.training.run import describer_for, load_run
+    from t2m_cli.models.checkpoint import load_checkpoint
+    from t2m_cli.paths import RUN_CONFIG
 
-    trained, _ = load_run(run_dir)
-    config = load_config(run_dir / RUN_CONFIG, list(overrides)) if overrides else trained
+    trained, _ = runs.load_run(run_dir)
+    changed = overrides or values
+    config = load_config(run_dir / RUN_CONFIG, overrides, values) if changed else trained
     if config.model.hn_type in baselines:
         raise UserInputError(
             f"This run is itself a {config.model.hn_type} hypernetwork; drop "
             f"--baseline {config.model.hn_type}."
         )
     device = resolve_device(config.train.device)
-    name = CHECKPOINT_BEST if checkpoint == "best" else CHECKPOINT_LAST
-    hypernet, meta, norm = load_checkpoint(run_dir / name, device)
+    hypernet, meta, norm = load_checkpoint(runs.checkpoint_path(run_dir, checkpoint), device)
     dataset = open_dataset(
         config.dataset.name, config.dataset.root, config.dataset.features, cache_dir
     )
@@ -146,7 +135,7 @@ def evaluate_run(
             else settings.p_negative,
         }
     )
-    bank = describer_for(dataset, config.model_copy(update={"text": text}), encoder).to(device)
+    bank = describer_for(dataset, text, encoder).to(device)
     draw_seed = settings.seed if seed is None else seed
     evaluation = RunEvaluation(
         run_dir=run_dir,
@@ -166,13 +155,11 @@ def evaluate_run(
     )
     methods: list[tuple[str, Inducer]] = [(HYPERNET, hypernet)]
     positive = bank.bank if isinstance(bank, NegativeDescriptions) else bank
-    inputs = BaselineInputs(
-        dataset, positive.to("cpu"), draw_seed, trained, run_dir, cache_dir, device
-    )
+    inputs = BaselineInputs(dataset, positive.to("cpu"), draw_seed, run_dir, device)
     for baseline in baselines:
         if log is not None:
             log(f"fitting baseline {baseline}")
-        model, hyper = BASELINES[baseline](inputs, log)
+        model, hyper = BASELINES[baseline](inputs)
         evaluation.hyperparameters[baseline] = hyper
         methods.append((baseline, model.to(device)))
     for method, model in methods:
@@ -195,6 +182,37 @@ def _check_names(protocols: Sequence[str], baselines: Sequence[str]) -> None:
         raise UserInputError(f"Unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS)}.")
 
 
+@dataclass
+class Scoring:
+    """One method to score, and everything a protocol scores it with.
+
+    Attributes:
+        inducer: the run's hypernetwork or a fitted baseline.
+        method: its name in the tables (`HYPERNET` or a baseline name).
+        bank: the descriptions drawn at evaluation.
+        dataset: features, standardised as at training.
+        settings: the ``eval`` section in force.
+        draw_seed: seed of the description draws.
+        encoder: embeds texts a protocol makes (attribute descriptions).
+    """
+
+    inducer: Inducer
+    method: str
+    bank: Describer
+    dataset: ZeroShotDataset
+    settings: EvalConfig
+    draw_seed: int
+    encoder: TextEncoder
+
+
+@dataclass
+class ProtocolResult:
+    """What a protocol returns: its figures, and details for plots and eval.json."""
+
+    figures: list[Figure]
+    details: dict[str, Any]
+
+
 def score_method(
     inducer: Inducer,
     method: str,
@@ -212,68 +230,73 @@ def score_method(
 
     Returns:
         the figures and, for plots, the details (unseen pair matrix, GZSL curve, ...).
+
+    Raises:
+        UserInputError: the run's own W / WW hypernetwork is asked for a protocol other than
+            pairs.
     """
     fixed = getattr(inducer, "fixed_k", None)
+    scoring = Scoring(inducer, method, bank, dataset, settings, draw_seed, encoder)
     figures: list[Figure] = []
     details: dict[str, Any] = {}
     for protocol in protocols:
-        if protocol != "pairs" and fixed is not None:
+        if protocol not in FIXED_K_PROTOCOLS and fixed is not None:
             if method == HYPERNET:
                 raise UserInputError(
                     f"The {getattr(inducer, 'hn_type', '')} hypernetwork emits classifiers over "
                     f"exactly {fixed} classes; the {protocol} protocol needs EV or IVEV."
                 )
             continue
-        if protocol == "pairs":
-            _pairs(inducer, method, bank, dataset, settings, draw_seed, figures, details)
-        elif protocol == "zsl":
-            _zsl(inducer, method, bank, dataset, settings, draw_seed, figures, details)
-        elif protocol == "gzsl":
-            _gzsl(inducer, method, bank, dataset, settings, draw_seed, figures, details)
-        else:
-            _supersets(inducer, method, encoder, dataset, settings, figures, details)
+        result = PROTOCOLS[protocol](scoring)
+        figures.extend(result.figures)
+        details.update(result.details)
     return figures, details
 
 
 def _h_figure(method: str, protocol: str, metric: str, seen: float, unseen: float) -> Figure:
-    from t2m_cli.evaluation.metrics import harmonic_mean
+    from t2m_cli.scoring.metrics import harmonic_mean
 
     return Figure(method, protocol, metric, harmonic_mean(seen, unseen), None, 2, "means")
 
 
-def _pairs(inducer, method, bank, dataset, settings, draw_seed, figures, details) -> None:
+def pairs_protocol(s: Scoring) -> ProtocolResult:
+    """The paper's protocol: a binary classifier induced for every ordered pair of each part's
+    classes, scored on the rows of `PAIR_PARTS`; mean +- SEM over pairs, and H."""
     import torch
 
-    from t2m_cli.evaluation.metrics import summarize
-    from t2m_cli.evaluation.pairs import pair_accuracies
+    from t2m_cli.scoring.metrics import summarize
+    from t2m_cli.scoring.pairs import pair_accuracies
 
+    figures: list[Figure] = []
+    details: dict[str, Any] = {}
     means = {}
     for part, rows in PAIR_PARTS.items():
-        classes = dataset.split.part(part)
+        classes = s.dataset.split.part(part)
         # Each part starts from the seed, so adding a part never changes another's draws.
-        generator = torch.Generator().manual_seed(draw_seed)
+        generator = torch.Generator().manual_seed(s.draw_seed)
         total = None
-        for _ in range(settings.draws):
+        for _ in range(s.settings.draws):
             pairs, acc = pair_accuracies(
-                inducer,
-                bank,
-                dataset,
+                s.inducer,
+                s.bank,
+                s.dataset,
                 classes,
                 rows,
                 generator,
-                chunk=settings.chunk,
-                max_pairs=settings.max_pairs,
-                subset_seed=settings.seed,
+                chunk=s.settings.chunk,
+                max_pairs=s.settings.max_pairs,
+                subset_seed=s.settings.seed,
             )
             total = acc.double() if total is None else total + acc.double()
         assert total is not None
-        acc = total / settings.draws
+        acc = total / s.settings.draws
         summary = summarize(acc)
         means[part] = summary.mean
-        figures.append(Figure.of(method, "pairs", part, summary, "pairs"))
+        figures.append(Figure.of(s.method, "pairs", part, summary, "pairs"))
         if part == "unseen":
-            details["unseen_pairs"] = _pair_matrix(dataset, classes, pairs, acc)
-    figures.append(_h_figure(method, "pairs", "H", means["seen"], means["unseen"]))
+            details["unseen_pairs"] = _pair_matrix(s.dataset, classes, pairs, acc)
+    figures.append(_h_figure(s.method, "pairs", "H", means["seen"], means["unseen"]))
+    return ProtocolResult(figures, details)
 
 
 def _pair_matrix(dataset, classes, pairs, acc) -> dict[str, Any]:
@@ -286,140 +309,140 @@ def _pair_matrix(dataset, classes, pairs, acc) -> dict[str, Any]:
     return {"classes": list(classes), "matrix": matrix}
 
 
-def _zsl(inducer, method, bank, dataset, settings, draw_seed, figures, details) -> None:
+def zsl_protocol(s: Scoring) -> ProtocolResult:
+    """One classifier over the unseen classes: per-class top-1, mean +- SEM over classes."""
     import torch
 
     from t2m_cli.evaluation.classwise import zsl
-    from t2m_cli.evaluation.metrics import summarize
+    from t2m_cli.scoring.metrics import summarize
 
-    generator = torch.Generator().manual_seed(draw_seed)
-    results = [zsl(inducer, bank, dataset, generator) for _ in range(settings.draws)]
+    generator = torch.Generator().manual_seed(s.draw_seed)
+    results = [zsl(s.inducer, s.bank, s.dataset, generator) for _ in range(s.settings.draws)]
     per_class = torch.stack([r.per_class for r in results]).mean(0)
-    figures.append(Figure.of(method, "zsl", "top1", summarize(per_class), "classes"))
-    details["zsl_per_class"] = dict(zip(results[0].classes, per_class.tolist()))
+    return ProtocolResult(
+        [Figure.of(s.method, "zsl", "top1", summarize(per_class), "classes")],
+        {"zsl_per_class": dict(zip(results[0].classes, per_class.tolist()))},
+    )
 
 
-def _gzsl(inducer, method, bank, dataset, settings, draw_seed, figures, details) -> None:
+def gzsl_protocol(s: Scoring) -> ProtocolResult:
+    """One classifier over seen and unseen classes: S, U and H, plain and with calibrated
+    stacking (constant tuned on seen held-out rows and validation classes), and AUSUC."""
     import torch
 
     from t2m_cli.evaluation.classwise import gzsl
-    from t2m_cli.evaluation.metrics import summarize
+    from t2m_cli.scoring.metrics import summarize
 
-    generator = torch.Generator().manual_seed(draw_seed)
+    generator = torch.Generator().manual_seed(s.draw_seed)
     results = [
-        gzsl(inducer, bank, dataset, generator, settings.calibration_share, settings.seed)
-        for _ in range(settings.draws)
+        gzsl(
+            s.inducer,
+            s.bank,
+            s.dataset,
+            generator,
+            s.settings.calibration_share,
+            s.settings.seed,
+        )
+        for _ in range(s.settings.draws)
     ]
 
     def mean_of(attr: str) -> torch.Tensor:
         return torch.stack([getattr(r, attr) for r in results]).mean(0)
 
-    s, u = summarize(mean_of("seen")), summarize(mean_of("unseen"))
+    seen, unseen = summarize(mean_of("seen")), summarize(mean_of("unseen"))
     s_cal, u_cal = summarize(mean_of("seen_calibrated")), summarize(mean_of("unseen_calibrated"))
-    figures += [
-        Figure.of(method, "gzsl", "S", s, "classes"),
-        Figure.of(method, "gzsl", "U", u, "classes"),
-        _h_figure(method, "gzsl", "H", s.mean, u.mean),
-        Figure.of(method, "gzsl", "S_calibrated", s_cal, "classes"),
-        Figure.of(method, "gzsl", "U_calibrated", u_cal, "classes"),
-        _h_figure(method, "gzsl", "H_calibrated", s_cal.mean, u_cal.mean),
+    m = s.method
+    figures = [
+        Figure.of(m, "gzsl", "S", seen, "classes"),
+        Figure.of(m, "gzsl", "U", unseen, "classes"),
+        _h_figure(m, "gzsl", "H", seen.mean, unseen.mean),
+        Figure.of(m, "gzsl", "S_calibrated", s_cal, "classes"),
+        Figure.of(m, "gzsl", "U_calibrated", u_cal, "classes"),
+        _h_figure(m, "gzsl", "H_calibrated", s_cal.mean, u_cal.mean),
     ]
     for metric, values in (
         ("calibration", [r.calibration for r in results]),
         ("AUSUC", [r.ausuc for r in results]),
     ):
         summary = summarize(torch.tensor(values))
-        figures.append(
-            Figure(
-                method,
-                "gzsl",
-                metric,
-                summary.mean,
-                summary.sem if len(values) > 1 else None,
-                len(values),
-                "draws",
-            )
-        )
+        sem = summary.sem if len(values) > 1 else None
+        figures.append(Figure(m, "gzsl", metric, summary.mean, sem, len(values), "draws"))
     first = results[0]
     keep = torch.linspace(0, len(first.curve_s) - 1, min(CURVE_POINTS, len(first.curve_s)))
     keep = keep.round().long()
-    details["gzsl_curve"] = {
+    curve = {
         "S": first.curve_s[keep].tolist(),
         "U": first.curve_u[keep].tolist(),
         "calibrated": [s_cal.mean, u_cal.mean],
     }
+    return ProtocolResult(figures, {"gzsl_curve": curve})
 
 
-def _supersets(inducer, method, encoder, dataset, settings, figures, details) -> None:
+def supersets_protocol(s: Scoring) -> ProtocolResult:
+    """One attribute's description against the classes that lack it: ROC AUC per attribute."""
     from t2m_cli.evaluation.supersets import supersets
 
-    result = supersets(inducer, encoder, dataset, settings.superset_template)
-    for part in ("seen", "unseen", "val"):
-        figures.append(Figure.of(method, "supersets", part, result[part], "attributes"))
-    figures.append(_h_figure(method, "supersets", "H", result["seen"].mean, result["unseen"].mean))
-    details["supersets"] = result["per_attribute"]
+    result = supersets(s.inducer, s.encoder, s.dataset, s.settings.superset_template)
+    figures = [
+        Figure.of(s.method, "supersets", part, result[part], "attributes")
+        for part in ("seen", "unseen", "val")
+    ]
+    seen, unseen = result["seen"].mean, result["unseen"].mean
+    figures.append(_h_figure(s.method, "supersets", "H", seen, unseen))
+    return ProtocolResult(figures, {"supersets": result["per_attribute"]})
 
 
-def _fit_ridge(inputs: BaselineInputs, log) -> tuple[Any, dict[str, Any]]:
+PROTOCOLS: dict[str, Callable[[Scoring], ProtocolResult]] = {
+    "pairs": pairs_protocol,
+    "zsl": zsl_protocol,
+    "gzsl": gzsl_protocol,
+    "supersets": supersets_protocol,
+}
+"""Protocols `t2m evaluate --protocol` runs, by name."""
+FIXED_K_PROTOCOLS = frozenset({"pairs"})
+"""Protocols a hypernetwork built for a fixed number of classes (W, WW) can take part in."""
+
+
+def _fit_ridge(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
     from t2m_cli.evaluation.baselines import fit_ridge_baseline
 
     model, alpha = fit_ridge_baseline(inputs.dataset, inputs.bank, seed=inputs.seed)
     return model, {"alpha": alpha}
 
 
-def _fit_eszsl(inputs: BaselineInputs, log) -> tuple[Any, dict[str, Any]]:
+def _fit_eszsl(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
     from t2m_cli.evaluation.baselines import fit_eszsl
 
     model, gamma, lam = fit_eszsl(inputs.dataset, inputs.bank, seed=inputs.seed)
     return model, {"gamma": gamma, "lambda": lam}
 
 
-def _fit_w(inputs: BaselineInputs, log) -> tuple[Any, dict[str, Any]]:
-    """The non-symmetric W hypernetwork, trained exactly as the run was (same data, texts,
-    seed and schedule) except for its type and pairs as tasks. Trained once and kept in
-    ``RUN/baselines/W``; an interrupted training resumes there."""
-    import shutil
+def _load_w(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
+    """The non-symmetric W hypernetwork that `t2m train --baseline W RUN` trained into
+    ``RUN/baselines/W``; evaluation only reads it."""
+    from t2m_cli.models.checkpoint import load_checkpoint
 
-    from t2m_cli.config import config_to_dict, validate_config
-    from t2m_cli.training.checkpoint import load_checkpoint
-    from t2m_cli.training.loggers import read_metrics
-    from t2m_cli.training.run import resume_run, train_run
-
-    folder = inputs.run_dir / BASELINE_RUNS / "W"
-    data = config_to_dict(inputs.config)
-    data["model"]["hn_type"] = "W"
-    data["train"]["classes_per_task"] = 2
-    data["run"] = {"dir": str(folder.parent), "name": folder.name}
-    data["wandb"]["enabled"] = False
-    config = validate_config(data, "the W baseline's config")
-
-    def finished() -> bool:
-        metrics = folder / METRICS
-        if not (folder / CHECKPOINT_BEST).is_file() or not metrics.is_file():
-            return False
-        return read_metrics(metrics)[-1]["epoch"] >= config.train.epochs
-
-    if not finished():
-        if log is not None:
-            log(f"training the W baseline ({config.train.epochs} epochs) in {folder}")
-        if (folder / TRAIN_STATE).is_file():
-            resume_run(folder, inputs.cache_dir)
-        else:
-            if (folder / RUN_INFO).exists():
-                shutil.rmtree(folder)  # started, but no epoch finished: nothing to keep
-            train_run(config, inputs.cache_dir)
-    model, meta, _ = load_checkpoint(folder / CHECKPOINT_BEST, inputs.device)
+    folder = runs.baseline_dir(inputs.run_dir, "W")
+    config = runs.load_run(folder)[0] if runs.is_run(folder) else None
+    if config is None or runs.finished_epochs(folder) < config.train.epochs:
+        state = "is not finished" if config is not None else "has not been trained"
+        raise UserInputError(
+            f"The W baseline of run {inputs.run_dir} {state}. Train it with "
+            f"`t2m train --baseline W {inputs.run_dir}`, then evaluate again."
+        )
+    model, meta, _ = load_checkpoint(runs.checkpoint_path(folder, "best"), inputs.device)
     return model, {
-        "folder": f"{BASELINE_RUNS}/W",
+        "folder": f"{runs.BASELINES_DIR}/W",
         "epoch": meta.get("epoch"),
         "epochs": config.train.epochs,
     }
 
 
 # A fitted baseline is an nn.Module that is also an Inducer.
-BASELINES: dict[str, Callable[[BaselineInputs, Any], tuple[Any, dict[str, Any]]]] = {
+BASELINES: dict[str, Callable[[BaselineInputs], tuple[Any, dict[str, Any]]]] = {
     "ridge": _fit_ridge,
     "eszsl": _fit_eszsl,
-    "W": _fit_w,
+    "W": _load_w,
 }
-"""Baselines `t2m evaluate --baseline` fits and scores beside the run's hypernetwork."""
+"""Baselines `t2m evaluate --baseline` scores beside the run's hypernetwork: ridge and ESZSL
+are fitted here in closed form; W is read from the run folder (`t2m train --baseline W`)."""

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from t2m_cli.errors import UserInputError
-from t2m_cli.evaluation.metrics import Summary
+from t2m_cli.scoring.metrics import Summary
 
 SCHEMA = "t2m-eval/1"
 HYPERNET = "T2M-HN"

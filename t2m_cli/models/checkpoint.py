@@ -1,4 +1,4 @@
-"""Checkpoints: hypernetwork weights in safetensors, what is needed to rebuild it as metadata.
+"""Hypernetwork checkpoints: weights in safetensors, what rebuilds the model as metadata.
 
 No pickle anywhere: the metadata (hypernetwork type and constructor arguments, text model,
 dataset, epoch, validation accuracy) is a JSON string inside the safetensors header.
@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from t2m_cli.atomic import save_safetensors
+from t2m_cli.atomic import load_safetensors, save_safetensors
 from t2m_cli.data.normalize import FeatureNorm
 from t2m_cli.errors import DataError
 from t2m_cli.models.hypernet import Hypernetwork, build_hypernet
@@ -54,16 +54,9 @@ def load_checkpoint(
         the model in eval mode on ``device``, the checkpoint's metadata, and the feature
         standardisation it expects (None when it reads raw features).
     """
-    from safetensors import safe_open
-
     if not path.is_file():
         raise DataError(f"Checkpoint {path} does not exist; train a run first (`t2m train`).")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = json.loads((f.metadata() or {})["t2m"])
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
-    except Exception as exc:  # safetensors raises several types for a damaged file
-        raise DataError(f"Checkpoint {path} cannot be read ({exc}).") from exc
+    state, meta = load_safetensors(path, "Checkpoint")
     if meta.get("format") != FORMAT:
         raise DataError(f"{path} is not a t2m hypernetwork checkpoint.")
     norm_state = {k[len(_NORM) :]: state.pop(k) for k in list(state) if k.startswith(_NORM)}

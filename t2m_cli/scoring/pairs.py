@@ -30,8 +30,8 @@ import torch
 from t2m_cli.data.dataset import ZeroShotDataset
 from t2m_cli.data.texts import Describer
 from t2m_cli.errors import DataError
-from t2m_cli.evaluation.metrics import Summary, summarize
 from t2m_cli.models.hypernet import TARGETS, Hypernetwork, Inducer, TargetParams, linear_target
+from t2m_cli.scoring.metrics import Summary, summarize
 
 
 def ordered_pairs(n: int) -> torch.Tensor:

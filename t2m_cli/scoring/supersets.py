@@ -1,39 +1,25 @@
-"""The paper's "beyond individual classes" protocol: one classifier per attribute (super-set).
+"""Scoring one-description (super-set) classifiers: per-attribute ROC AUC.
 
-A super-set is every class that has an attribute X ("has stripes"). For each attribute named in
-``dataset.attributes`` a description is made from a template (``template.format(name)``, the
-attribute name made readable by `class_name_text`) and embedded; the inducer is given a set of
-that ONE description (k = 1) and emits a single-logit classifier. Within a split part, the rows
-of the part's classes that have X are positives and the rows of its classes that lack X are
-negatives, and the classifier's logit is scored by ROC AUC. An attribute that every class of the
-part has, or none has, cannot be scored there and is skipped. Each part reports mean +- SEM of the
-per-attribute AUCs, and H = 2SU / (S + U) of the seen and unseen means.
-
-Rows per part are those of the pair protocol (`SUPERSET_PARTS`): the seen classes' held-out
-rows, and all rows of the validation and unseen classes.
-
-The paper scores a model trained for super-sets: a single-logit BCE objective with attribute
-descriptions as targets, which is ``t2m train train.task=supersets``. Any class-task EV or IVEV
-run can be scored too: it is asked for its classifier of a one-description set, which measures
-how well the class-task model transfers to attributes. W and WW emit classifiers over a fixed
-number of classes (2) and cannot be asked for k = 1.
-
-Classes of a part that ``dataset.attributes`` does not list are unlabelled for this protocol and
-their rows are left out (an empty list means "has none of the attributes" and counts).
+The scoring core of the paper's "beyond individual classes" protocol, shared by the supersets
+evaluation protocol (`t2m_cli.evaluation.supersets`) and by super-set training's model selection
+on validation classes. A super-set is every class that has an attribute X; its description is
+``template.format(name)`` with the attribute name made readable by `class_name_text`. Within a
+split part, the rows of the part's classes that have X are positives and the rows of its classes
+that lack X are negatives.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
 from t2m_cli.data.dataset import ZeroShotDataset
 from t2m_cli.data.texts import class_name_text
-from t2m_cli.errors import DataError, UserInputError
-from t2m_cli.evaluation.metrics import Summary, harmonic_mean, roc_auc, summarize
+from t2m_cli.errors import UserInputError
 from t2m_cli.models.hypernet import Inducer
+from t2m_cli.scoring.metrics import roc_auc
 
 SUPERSET_PARTS = {"seen": "test", "val": "all", "unseen": "all"}
 """Split part -> the rows of its classes that are scored (the pair protocol's choice)."""
@@ -45,7 +31,7 @@ class TextEmbedder(Protocol):
     def encode(self, texts: list[str]) -> torch.Tensor: ...
 
 
-def _check_inducer(inducer: Inducer) -> None:
+def check_inducer(inducer: Inducer) -> None:
     fixed = getattr(inducer, "fixed_k", None)
     if fixed is not None and fixed != 1:
         raise UserInputError(
@@ -91,7 +77,7 @@ def superset_aucs(
         attribute -> AUC in [0, 1]; attributes that all or none of the scored rows have are
         absent.
     """
-    _check_inducer(inducer)
+    check_inducer(inducer)
     if texts.dim() != 2 or texts.shape[0] != len(attributes):
         raise ValueError(
             f"texts {tuple(texts.shape)} must be (A, d) with A = {len(attributes)} attributes"
@@ -150,63 +136,3 @@ def attribute_texts(names: Sequence[str], template: str = "{}") -> list[str]:
             f"The supersets template {template!r} cannot be filled ({exc}); use exactly one "
             "'{}' and double any other brace ('{{' or '}}')."
         ) from None
-
-
-def supersets(
-    inducer: Inducer,
-    encoder: TextEmbedder,
-    dataset: ZeroShotDataset,
-    template: str = "{}",
-    chunk: int = 64,
-) -> dict[str, Any]:
-    """Per-attribute ROC AUC of one-description classifiers on the seen, val and unseen parts.
-
-    Args:
-        inducer: a trained EV or IVEV hypernetwork (W and WW are refused).
-        encoder: embeds the attribute descriptions (all in one ``encode`` call).
-        dataset: must carry ``attributes`` (class -> list of attribute names).
-        template: description of an attribute, ``{}`` standing for its name.
-        chunk: attributes induced at once.
-
-    Returns:
-        ``{"seen": Summary, "val": Summary, "unseen": Summary, "H": float,
-        "per_attribute": {part: {attribute: auc}}}``; each Summary is mean +- SEM over the
-        attributes scored in that part, H the harmonic mean of the seen and unseen means.
-
-    Raises:
-        UserInputError: a W / WW inducer, or a template without ``{}``.
-        DataError: the dataset has no attributes, or a part has no attribute that some but
-            not all of its classes have.
-    """
-    _check_inducer(inducer)
-    if not dataset.attributes:
-        raise DataError(
-            f"Dataset '{dataset.name}' has no attributes. The supersets protocol needs "
-            "attributes.json in the dataset folder (class name -> list of attribute names)."
-        )
-    names = sorted({a for values in dataset.attributes.values() for a in values})
-    if not names:
-        raise DataError(
-            f"The attributes of dataset '{dataset.name}' name no attribute at all; the "
-            "supersets protocol needs attributes.json to list some (class -> attribute names)."
-        )
-    texts = encoder.encode(attribute_texts(names, template))
-    per_attribute: dict[str, dict[str, float]] = {}
-    summaries: dict[str, Summary] = {}
-    for part, rows in SUPERSET_PARTS.items():
-        aucs = superset_aucs(
-            inducer, texts, names, dataset, dataset.split.part(part), rows, chunk=chunk
-        )
-        if not aucs:
-            raise DataError(
-                f"No attribute can be scored on the '{part}' classes of dataset "
-                f"'{dataset.name}': each attribute is held by all of them or by none (or they "
-                "have no attributes listed). Give that part classes that differ in attributes."
-            )
-        per_attribute[part] = aucs
-        summaries[part] = summarize(torch.tensor(list(aucs.values()), dtype=torch.float64))
-    return {
-        **summaries,
-        "H": harmonic_mean(summaries["seen"].mean, summaries["unseen"].mean),
-        "per_attribute": per_attribute,
-    }

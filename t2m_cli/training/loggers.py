@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Protocol
 
-from t2m_cli.errors import DataError, UserInputError
+from t2m_cli.errors import UserInputError
 
 
 class RunLogger(Protocol):
@@ -33,52 +33,6 @@ class JsonlLogger:
 
     def close(self) -> None:
         """Nothing to flush: every line is closed when written."""
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Read a run's ``metrics.jsonl``: one JSON object per line, blank lines ignored.
-
-    Args:
-        path: the file.
-
-    Returns:
-        The records, in file order.
-
-    Raises:
-        DataError: the file is missing or unreadable, a line is not a JSON object, or it holds
-            no records.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(
-            f"Metrics file {path} does not exist; pass the metrics.jsonl of a training run "
-            "(it is written in the run's folder)."
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise DataError(f"Could not read metrics file {path} ({reason}).") from exc
-    records: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"Metrics file {path}, line {number}, is not valid JSON ({exc.msg}); the file may "
-                "be truncated or not a metrics.jsonl."
-            ) from exc
-        if not isinstance(record, dict):
-            raise DataError(
-                f"Metrics file {path}, line {number}, is a JSON {type(record).__name__}, not an "
-                "object with the keys epoch, val_acc, ..."
-            )
-        records.append(record)
-    if not records:
-        raise DataError(f"Metrics file {path} holds no records; did the run finish an epoch?")
-    return records
 
 
 class WandbLogger:

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import torch
 
 from t2m_cli.data.dataset import ZeroShotDataset
 from t2m_cli.data.texts import Describer
 from t2m_cli.errors import DataError, UserInputError
-from t2m_cli.evaluation.metrics import Summary, summarize
-from t2m_cli.evaluation.pairs import ordered_pairs, validation_pair_accuracy
-from t2m_cli.evaluation.supersets import superset_aucs
 from t2m_cli.models.hypernet import Hypernetwork
+from t2m_cli.scoring.metrics import Summary, summarize
+from t2m_cli.scoring.pairs import ordered_pairs, validation_pair_accuracy
+from t2m_cli.scoring.supersets import superset_aucs
 from t2m_cli.training.inner import (
     InnerSettings,
     hypernet_surrogate,
@@ -30,21 +31,41 @@ from t2m_cli.training.inner import (
     minibatch_order,
 )
 
+if TYPE_CHECKING:
+    from t2m_cli.config import TrainConfig
+
 
 @dataclass(frozen=True)
 class OuterSettings:
-    """Settings of the outer loop (the paper's defaults)."""
+    """Settings of the outer loop: the ``train`` keys of the same names, and ``eval.seed``.
 
-    epochs: int = 100
-    tasks_per_epoch: int = 100
-    classes_per_task: int = 2
-    tasks_per_step: int = 1
-    amp: bool = False
-    lr: float = 0.005
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    seed: int = 0
-    eval_seed: int = 0
+    Their defaults (the paper's) live in `TrainConfig` and `EvalConfig` alone.
+    """
+
+    epochs: int
+    tasks_per_epoch: int
+    classes_per_task: int
+    tasks_per_step: int
+    amp: bool
+    lr: float
+    momentum: float
+    weight_decay: float
+    seed: int
+    eval_seed: int
+
+    @classmethod
+    def from_config(cls, train: TrainConfig, eval_seed: int) -> OuterSettings:
+        """The settings of a config's ``train`` section, whose keys they share, and a seed.
+
+        Args:
+            train: the validated ``train`` section.
+            eval_seed: seed of the validation description draws (``eval.seed``).
+
+        Returns:
+            The outer-loop settings.
+        """
+        names = [f.name for f in fields(cls) if f.name != "eval_seed"]
+        return cls(**{name: getattr(train, name) for name in names}, eval_seed=eval_seed)
 
 
 @dataclass(frozen=True)
@@ -84,19 +105,6 @@ class EpochResult:
             "seconds": self.seconds,
             "is_best": self.is_best,
         }
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when present, else CPU; an unavailable CUDA request is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserInputError(
-            f"Device '{name}' was asked for but this machine has no CUDA device; "
-            "use --device cpu (or auto)."
-        )
-    return device
 
 
 def sample_tasks(n_classes: int, k: int, n_tasks: int, generator: torch.Generator) -> torch.Tensor:
@@ -372,7 +380,7 @@ class SupersetTrainer(Trainer):
     Args:
         attributes: names of the A attributes, as ``dataset.attributes`` spells them.
         texts: (A, d) embeddings of their descriptions (see
-            `t2m_cli.evaluation.supersets.attribute_texts`), row i for ``attributes[i]``.
+            `t2m_cli.scoring.supersets.attribute_texts`), row i for ``attributes[i]``.
         The others: as for `Trainer`; ``bank`` is kept but not read by the super-set tasks.
 
     Raises:

@@ -1,97 +1,30 @@
-"""A training run on disk: a folder with the resolved config, metrics and checkpoints.
+"""Train a run: build everything a config asks for, train epochs, keep checkpoints and logs.
 
-Layout of ``<run.dir>/<run.name>/``:
-``config.yaml`` (the resolved config), ``run.json`` (seed, device, library versions, timings,
-best epoch), ``metrics.jsonl`` (one JSON object per epoch), ``best.safetensors`` (the epoch with
-the best validation accuracy) and ``last.safetensors`` (the latest epoch).
-
-A ``train.task: supersets`` run has the same layout; its validation score (``val_acc`` in
-``metrics.jsonl`` and ``run.json``) is the mean ROC-AUC over attributes on the validation
-classes instead of a pair accuracy.
+The run folder's layout and readers live in `t2m_cli.runs`; this module writes into it.
 """
 
 from __future__ import annotations
 
-import json
-import platform
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from t2m_cli import __version__
-from t2m_cli.atomic import write_text
-from t2m_cli.config import Config, config_to_dict, load_config
-from t2m_cli.data.dataset import read_json, write_json
+from t2m_cli import runs
+from t2m_cli.config import Config, config_to_dict, validate_config
+from t2m_cli.data.texts import describer_for
 from t2m_cli.errors import DataError, UserInputError
-from t2m_cli.paths import (
-    CHECKPOINT_BEST,
-    CHECKPOINT_LAST,
-    METRICS,
-    RUN_CONFIG,
-    RUN_INFO,
-    TRAIN_STATE,
-    text_cache_dir,
-)
-from t2m_cli.yamlio import write_yaml
+from t2m_cli.paths import text_cache_dir
 
 if TYPE_CHECKING:
     import torch
 
     from t2m_cli.data.dataset import ZeroShotDataset
     from t2m_cli.data.normalize import FeatureNorm
-    from t2m_cli.data.texts import Describer
     from t2m_cli.encoders.text import TextEncoder
     from t2m_cli.training.loggers import RunLogger
     from t2m_cli.training.loop import EpochResult, Trainer
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of Python, t2m and the libraries a result depends on."""
-    versions = {
-        "python": sys.version.split()[0],
-        "t2m": __version__,
-        "platform": platform.platform(),
-    }
-    for dist in ("torch", "numpy", "sentence-transformers", "transformers", "safetensors"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    return versions
-
-
-def new_run_dir(config: Config) -> Path:
-    """Create the run folder; refuse to reuse one that already holds a run."""
-    name = config.run.name or datetime.now().strftime(f"%Y%m%d-%H%M%S-{config.model.hn_type}")
-    folder = config.run.dir / name
-    if (folder / RUN_INFO).exists():
-        raise UserInputError(
-            f"Run folder {folder} already holds a run. Choose another run.name "
-            "(or delete that folder)."
-        )
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def describer_for(dataset: ZeroShotDataset, config: Config, encoder: TextEncoder) -> Describer:
-    """The description source a run's text config asks for, over all of a dataset's classes."""
-    from t2m_cli.data.texts import build_describer
-
-    t = config.text
-    return build_describer(
-        dataset.classes,
-        dataset.descriptions,
-        dataset.attributes,
-        encoder,
-        t.source,
-        t.p_negative,
-        t.n_attributes,
-        t.negative_prefix,
-    )
 
 
 def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, FeatureNorm | None]:
@@ -100,10 +33,11 @@ def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, Fea
 
     from t2m_cli.data.normalize import FeatureNorm
     from t2m_cli.data.registry import open_dataset
+    from t2m_cli.device import resolve_device
     from t2m_cli.encoders.text import make_text_encoder
     from t2m_cli.models.hypernet import build_hypernet
     from t2m_cli.training.inner import InnerSettings
-    from t2m_cli.training.loop import OuterSettings, SupersetTrainer, Trainer, resolve_device
+    from t2m_cli.training.loop import OuterSettings, SupersetTrainer, Trainer
 
     device = resolve_device(config.train.device)
     dataset = open_dataset(
@@ -115,7 +49,7 @@ def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, Fea
     encoder = make_text_encoder(
         config.text.model, cache_dir=text_cache_dir(cache_dir), batch_size=config.text.batch_size
     )
-    bank = describer_for(dataset, config, encoder)
+    bank = describer_for(dataset, config.text, encoder)
     m, t = config.model, config.train
     supersets = t.task == "supersets"
     if supersets:
@@ -132,25 +66,8 @@ def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, Fea
         hypernet,
         bank,
         dataset,
-        InnerSettings(
-            epochs=t.inner_epochs,
-            batch_size=t.inner_batch_size,
-            lr=t.inner_lr,
-            momentum=t.inner_momentum,
-            weight_decay=t.inner_weight_decay,
-        ),
-        OuterSettings(
-            epochs=t.epochs,
-            tasks_per_epoch=t.tasks_per_epoch,
-            classes_per_task=t.classes_per_task,
-            tasks_per_step=t.tasks_per_step,
-            amp=t.amp,
-            lr=t.lr,
-            momentum=t.momentum,
-            weight_decay=t.weight_decay,
-            seed=t.seed,
-            eval_seed=config.eval.seed,
-        ),
+        InnerSettings.from_config(t),
+        OuterSettings.from_config(t, eval_seed=config.eval.seed),
         device,
     )
     trainer = SupersetTrainer(*args, attributes=names, texts=texts) if supersets else Trainer(*args)
@@ -165,7 +82,7 @@ def _superset_texts(
     The description is the one the supersets evaluation protocol uses:
     ``eval.superset_template`` filled with the attribute's readable name.
     """
-    from t2m_cli.evaluation.supersets import attribute_texts
+    from t2m_cli.scoring.supersets import attribute_texts
 
     names = sorted({a for values in dataset.attributes.values() for a in values})
     if not names:
@@ -193,8 +110,6 @@ def train_run(
         the run folder.
     """
     trainer, norm = _build_trainer(config, cache_dir)
-    folder = new_run_dir(config)
-    write_yaml(folder / RUN_CONFIG, config_to_dict(config))
     info: dict[str, Any] = {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seed": config.train.seed,
@@ -204,9 +119,9 @@ def train_run(
             "classes": len(trainer.dataset.classes),
             **trainer.dataset.meta,
         },
-        "versions": library_versions(),
+        "versions": runs.library_versions(),
     }
-    write_json(folder / RUN_INFO, info)
+    folder = runs.create_run(config, info)
     return _run_epochs(config, trainer, norm, folder, info, 1, on_epoch)
 
 
@@ -221,36 +136,17 @@ def resume_run(
     come from its ``state.safetensors``, so the epochs that follow are the ones an
     uninterrupted run would have trained.
     """
-    from safetensors import safe_open
-
-    config, info = load_run(folder)
-    if not (folder / TRAIN_STATE).is_file():
-        raise UserInputError(
-            f"{folder} has no {TRAIN_STATE}: it stopped before its first epoch ended. "
-            "Start it again with `t2m train`."
-        )
-    trainer, norm = _build_trainer(config, cache_dir)
-    try:
-        with safe_open(str(folder / TRAIN_STATE), framework="pt", device="cpu") as f:
-            facts = json.loads((f.metadata() or {})["t2m"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
-    except Exception as exc:  # safetensors raises several types for a damaged file
-        raise UserInputError(f"{folder / TRAIN_STATE} cannot be read ({exc}).") from exc
-    trainer.load_state(tensors, facts)
+    config, info = runs.load_run(folder)
+    tensors, facts = runs.load_state(folder)
     epoch = int(facts["epoch"])
     if epoch >= config.train.epochs:
         raise UserInputError(
             f"Run {folder} already finished all {config.train.epochs} epochs; nothing to resume."
         )
+    trainer, norm = _build_trainer(config, cache_dir)
+    trainer.load_state(tensors, facts)
     # Lines past the saved epoch were written after the state: the resumed epochs replace them.
-    metrics = folder / METRICS
-    if metrics.is_file():
-        kept = [
-            line
-            for line in metrics.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line)["epoch"] <= epoch
-        ]
-        write_text(metrics, "".join(line + "\n" for line in kept))
+    runs.truncate_metrics(folder, epoch)
     info["resumed_from_epoch"] = epoch
     return _run_epochs(config, trainer, norm, folder, info, epoch + 1, on_epoch, facts["best"])
 
@@ -293,7 +189,7 @@ def _run_epochs(
         train_seconds=round(time.perf_counter() - began + info.get("train_seconds", 0.0), 3),
         best=best,
     )
-    write_json(folder / RUN_INFO, info)
+    runs.write_run_info(folder, info)
     return folder
 
 
@@ -301,7 +197,7 @@ def _loggers(config: Config, folder: Path) -> list[RunLogger]:
     """metrics.jsonl always; wandb when the config asks for it."""
     from t2m_cli.training.loggers import JsonlLogger, WandbLogger
 
-    loggers: list[RunLogger] = [JsonlLogger(folder / METRICS)]
+    loggers: list[RunLogger] = [JsonlLogger(runs.metrics_path(folder))]
     w = config.wandb
     if w.enabled:
         loggers.append(
@@ -333,50 +229,92 @@ def _train_epochs(
     Returns:
         the best epoch, its validation accuracy and SEM.
     """
-    from t2m_cli.atomic import save_safetensors
-    from t2m_cli.training.checkpoint import save_checkpoint
+    from t2m_cli.models.checkpoint import save_checkpoint
 
     for result in trainer.epochs(start):
         for logger in loggers:
             logger.log_epoch(result.to_json())
         epoch_meta = {**meta, "epoch": result.epoch, "val_acc": result.val.mean}
-        save_checkpoint(folder / CHECKPOINT_LAST, trainer.hypernet, epoch_meta, norm)
+        save_checkpoint(runs.checkpoint_path(folder, "last"), trainer.hypernet, epoch_meta, norm)
         if result.is_best:
-            save_checkpoint(folder / CHECKPOINT_BEST, trainer.hypernet, epoch_meta, norm)
+            save_checkpoint(
+                runs.checkpoint_path(folder, "best"), trainer.hypernet, epoch_meta, norm
+            )
             best = {"epoch": result.epoch, "val_acc": result.val.mean, "val_sem": result.val.sem}
         # Written last: a run stopped at any point resumes from an epoch whose checkpoints
         # are all on disk.
         tensors, facts = trainer.state()
-        state_meta = {**facts, "epoch": result.epoch, "best": best}
-        save_safetensors(folder / TRAIN_STATE, tensors, {"t2m": json.dumps(state_meta)})
+        runs.save_state(folder, tensors, {**facts, "epoch": result.epoch, "best": best})
         if on_epoch is not None:
             on_epoch(result)
     return best
 
 
-def load_run(folder: Path) -> tuple[Config, dict[str, Any]]:
-    """Read a run folder's resolved config and run info."""
-    if not (folder / RUN_CONFIG).is_file() or not (folder / RUN_INFO).is_file():
-        raise UserInputError(
-            f"{folder} is not a t2m run folder (no {RUN_CONFIG} / {RUN_INFO}). "
-            "Give the folder `t2m train` printed."
-        )
-    return load_config(folder / RUN_CONFIG), read_json(folder / RUN_INFO, "run info")
+TRAINED_BASELINES = ("W",)
+"""Baselines that need training: `train_baseline` trains them into ``RUN/baselines/<name>``."""
 
 
-def latest_run(runs_dir: Path) -> Path:
-    """The most recently finished run under ``runs_dir`` (the one with a best checkpoint)."""
-    candidates = (
-        [
-            p
-            for p in runs_dir.glob("*")
-            if (p / CHECKPOINT_BEST).is_file() and (p / RUN_INFO).is_file()
-        ]
-        if runs_dir.is_dir()
-        else []
-    )
-    if not candidates:
+def baseline_config(config: Config, folder: Path, name: str) -> Config:
+    """The config a baseline trains with: the run's own (same data, texts, seed, schedule)
+    except the hypernetwork type, pairs as tasks, its folder, and no wandb.
+
+    Raises:
+        UserInputError: ``name`` is not a baseline that needs training.
+    """
+    if name not in TRAINED_BASELINES:
         raise UserInputError(
-            f"No trained run under {runs_dir}. Train one with `t2m train`, or name a run folder."
+            f"'{name}' is not a baseline that needs training; `t2m train --baseline` takes "
+            f"{', '.join(TRAINED_BASELINES)} (ridge and eszsl are fitted by `t2m evaluate`)."
         )
-    return max(candidates, key=lambda p: (p / CHECKPOINT_BEST).stat().st_mtime)
+    data = config_to_dict(config)
+    data["model"]["hn_type"] = name
+    data["train"]["classes_per_task"] = 2
+    data["run"] = {"dir": str(folder.parent), "name": folder.name}
+    data["wandb"]["enabled"] = False
+    return validate_config(data, f"the {name} baseline's config")
+
+
+def train_baseline(
+    run_dir: Path,
+    name: str,
+    cache_dir: Path | None = None,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+) -> Path:
+    """Train a run's baseline ``name`` (the paper's non-symmetric W hypernetwork) into
+    ``RUN/baselines/<name>``, where `t2m evaluate --baseline` reads it.
+
+    An interrupted baseline resumes from its last finished epoch; one started but without a
+    finished epoch starts again.
+
+    Args:
+        run_dir: a run folder written by `train_run`.
+        name: a name from `TRAINED_BASELINES`.
+        cache_dir: cache root override.
+        on_epoch: called after each epoch with its result.
+
+    Returns:
+        the baseline's run folder.
+
+    Raises:
+        UserInputError: ``run_dir`` is not a run, is itself a ``name`` run, the baseline is
+            unknown or already fully trained.
+    """
+    import shutil
+
+    config, _ = runs.load_run(run_dir)
+    if config.model.hn_type == name:
+        raise UserInputError(
+            f"Run {run_dir} is itself a {name} hypernetwork; it needs no {name} baseline."
+        )
+    folder = runs.baseline_dir(run_dir, name)
+    wanted = baseline_config(config, folder, name)
+    if runs.has_state(folder):
+        if runs.finished_epochs(folder) >= wanted.train.epochs:
+            raise UserInputError(
+                f"The {name} baseline of {run_dir} is already trained ({folder}); "
+                f"evaluate it with `t2m evaluate {run_dir} --baseline {name}`."
+            )
+        return resume_run(folder, cache_dir, on_epoch)
+    if folder.exists():
+        shutil.rmtree(folder)  # started, but no epoch finished: nothing to keep
+    return train_run(wanted, cache_dir, on_epoch)

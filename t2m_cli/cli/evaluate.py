@@ -1,0 +1,202 @@
+"""`t2m evaluate`: run the protocols and baselines, render tables, JSON and figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from t2m_cli import console
+from t2m_cli.cli.common import (
+    CacheDir,
+    JsonOut,
+    Quiet,
+    RunsDir,
+    comma_list,
+    handle_errors,
+)
+from t2m_cli.errors import UserInputError
+
+if TYPE_CHECKING:
+    pass
+
+
+METRIC_COLUMNS = {
+    "pairs": ("seen", "unseen", "H", "val"),
+    "zsl": ("top1",),
+    "gzsl": ("S", "U", "H", "AUSUC"),
+    "supersets": ("seen", "unseen", "H", "val"),
+}
+PROTOCOL_TITLES = {
+    "pairs": "pair accuracy (%)",
+    "zsl": "ZSL mean per-class top-1 (%)",
+    "gzsl": "GZSL per-class accuracy (%); calibrated stacking tuned without unseen data",
+    "supersets": "superset ROC-AUC per attribute (%)",
+}
+OVER_TEXT = {"pairs": "ordered pairs", "classes": "classes", "attributes": "attributes"}
+
+
+def _cell(figure) -> str:
+    if figure is None:
+        return "n/a"
+    if figure.sem is None:
+        return f"{100 * figure.mean:.1f}"
+    return f"{100 * figure.mean:.1f} +- {100 * figure.sem:.1f}"
+
+
+def _render_eval(evaluations, figures) -> None:
+    """One table per protocol: a row per method (GZSL: two, without and with calibration)."""
+    from rich.table import Table
+
+    from t2m_cli.evaluation.report import HYPERNET
+
+    first = evaluations[0]
+    label = {HYPERNET: f"T2M-HN ({first.info['hn_type']})"}
+    several = len(evaluations) > 1
+    by_key = {f.key: f for f in figures}
+    methods = list(dict.fromkeys(f.method for f in figures))
+    for protocol, metrics in METRIC_COLUMNS.items():
+        rows = [f for f in figures if f.protocol == protocol]
+        if not rows:
+            continue
+        if several:
+            over = f"mean +- SEM over {len(evaluations)} runs"
+        else:
+            kinds = {f.over for f in rows if f.metric in ("seen", "unseen", "top1", "S", "U")}
+            over = "mean +- SEM over " + ", ".join(OVER_TEXT.get(k, k) for k in sorted(kinds))
+        title = first.run if not several else f"{len(evaluations)} runs"
+        table = Table(title=f"{title}: {PROTOCOL_TITLES[protocol]}, {over}")
+        table.add_column("method")
+        gzsl = protocol == "gzsl"
+        if gzsl:
+            table.add_column("stacking")
+        present = [m for m in metrics if any(f.metric == m for f in rows)]
+        for metric in present:
+            table.add_column(metric, justify="right")
+        for method in methods:
+            cells = [_cell(by_key.get((method, protocol, m))) for m in present]
+            if not gzsl:
+                table.add_row(label.get(method, method), *cells)
+                continue
+            table.add_row(label.get(method, method), "none", *cells)
+            if (method, protocol, "S") not in by_key:
+                continue
+            constant = by_key[(method, protocol, "calibration")].mean
+            calibrated = [
+                _cell(by_key.get((method, protocol, f"{m}_calibrated"))) if m != "AUSUC" else ""
+                for m in present
+            ]
+            table.add_row("", f"c = {constant:.3g}", *calibrated)
+        console.out.print(table)
+    skipped = sorted(
+        {f.method for f in figures} - {f.method for f in figures if f.protocol != "pairs"}
+    )
+    if skipped and any(f.protocol != "pairs" for f in figures):
+        console.log(
+            f"{', '.join(skipped)}: pairs only (a hypernetwork of fixed k cannot induce a "
+            "classifier over other numbers of classes)."
+        )
+
+
+def evaluate(
+    runs: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Run folder(s) (default: the latest under runs/). Several runs, seeds of one "
+            "setting, are averaged: mean +- SEM across runs.",
+            show_default=False,
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        str, typer.Option(help="best (picked on validation classes) or last.")
+    ] = "best",
+    seed: Annotated[int | None, typer.Option(help="Seed of the description draws.")] = None,
+    protocol: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="pairs (the paper), zsl, gzsl, supersets; repeat the option or separate with "
+            "commas.",
+            show_default=False,
+        ),
+    ] = None,
+    baseline: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also score a baseline on the same features and texts: ridge and eszsl "
+            "(fitted here), W (the non-symmetric hypernetwork that `t2m train --baseline W "
+            "RUN` trained); repeat the option or separate with commas.",
+            show_default=False,
+        ),
+    ] = None,
+    draws: Annotated[
+        int | None,
+        typer.Option(help="Description draws averaged (eval.draws).", show_default=False),
+    ] = None,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="An eval.key=value setting for this evaluation, e.g. eval.source=names or "
+            "eval.p_negative=1 (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder for eval.json and PNG plots (unseen pair matrix, training curves, "
+            "GZSL curve).",
+            show_default=False,
+        ),
+    ] = None,
+    runs_dir: RunsDir = Path("runs"),
+    json_out: JsonOut = False,
+    cache_dir: CacheDir = None,
+    quiet: Quiet = False,
+) -> None:
+    """Evaluate runs: the paper's pair protocol, ZSL / GZSL, supersets, and baselines."""
+    with handle_errors(quiet):
+        if checkpoint not in ("best", "last"):
+            raise UserInputError(f"--checkpoint must be 'best' or 'last', not '{checkpoint}'.")
+        if output is not None and output.exists() and not output.is_dir():
+            raise UserInputError(f"--output {output} is a file; give a folder.")
+        from t2m_cli.evaluation.protocol import evaluate_run
+        from t2m_cli.evaluation.report import aggregate, report_json
+        from t2m_cli.runs import latest_run
+
+        folders = list(runs) if runs else [latest_run(runs_dir)]
+        resolved = [f.resolve() for f in folders]
+        if len(set(resolved)) != len(resolved):
+            raise UserInputError("A run folder is given twice; give each run once.")
+        protocols = comma_list(protocol or ["pairs"])
+        baselines = comma_list(baseline or [])
+        evaluations = []
+        for folder in folders:
+            with console.progress_task(f"evaluate {folder.name}"):
+                evaluations.append(
+                    evaluate_run(
+                        folder,
+                        cache_dir=cache_dir,
+                        checkpoint="best" if checkpoint == "best" else "last",
+                        seed=seed,
+                        protocols=protocols,
+                        baselines=baselines,
+                        overrides=list(settings or []),
+                        values={"eval.draws": draws} if draws is not None else None,
+                        log=console.log,
+                    )
+                )
+        figures = aggregate(evaluations)
+        if output is not None:
+            from t2m_cli.evaluation.output import write_output
+
+            for path in write_output(evaluations, output):
+                console.log(f"wrote {path}")
+        if json_out:
+            console.out.print_json(json.dumps(report_json(evaluations)))
+        else:
+            _render_eval(evaluations, figures)

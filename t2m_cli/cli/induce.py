@@ -1,0 +1,84 @@
+"""`t2m induce`: a classifier file for classes described in a text file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from t2m_cli import console
+from t2m_cli.cli.common import (
+    CacheDir,
+    JsonOut,
+    Quiet,
+    RunsDir,
+    handle_errors,
+)
+from t2m_cli.errors import UserInputError
+
+if TYPE_CHECKING:
+    pass
+
+
+def induce(
+    descriptions: Annotated[
+        str,
+        typer.Argument(
+            help="Descriptions file, one class per line as 'name: description' or a bare "
+            "name; '-' reads stdin."
+        ),
+    ],
+    run: Annotated[
+        Path | None, typer.Option(help="Run folder (default: the latest under runs/).")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Classifier file (default: <input>.t2m.safetensors)."),
+    ] = None,
+    runs_dir: RunsDir = Path("runs"),
+    json_out: JsonOut = False,
+    cache_dir: CacheDir = None,
+    quiet: Quiet = False,
+) -> None:
+    """Induce a classifier for described classes and write it to a safetensors file."""
+    with handle_errors(quiet):
+        from t2m_cli.induction import parse_descriptions
+
+        if descriptions == "-":
+            text, source = sys.stdin.read(), "stdin"
+            default_out = Path("classifier.t2m.safetensors")
+        else:
+            path = Path(descriptions)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise UserInputError(f"Descriptions file {path} does not exist.") from None
+            except (UnicodeDecodeError, IsADirectoryError) as exc:
+                raise UserInputError(f"{path} is not a UTF-8 text file ({exc}).") from None
+            source = str(path)
+            default_out = path.with_suffix(".t2m.safetensors")
+        classes = parse_descriptions(text, source)
+        from t2m_cli.induction import induce_from_run
+        from t2m_cli.runs import latest_run
+
+        folder = run if run is not None else latest_run(runs_dir)
+        with console.progress_task(f"induce {len(classes)} classes"):
+            classifier = induce_from_run(folder, classes, cache_dir=cache_dir)
+        target = output or default_out
+        classifier.save(target)
+        summary = {
+            "output": str(target),
+            "classes": classifier.class_names,
+            "feature_dim": classifier.feature_dim,
+            **classifier.info,
+        }
+        if json_out:
+            console.out.print_json(json.dumps(summary))
+        else:
+            console.out.print(
+                f"classifier: {target} ({len(classes)} classes over "
+                f"{classifier.feature_dim}-d features, from run {folder.name})"
+            )

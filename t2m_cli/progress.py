@@ -1,0 +1,9 @@
+"""How core functions report progress: through a callback they are given, never by importing
+the terminal (`t2m_cli.console` makes such callbacks for the CLI)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``callback(done, total)`` by long-running core functions."""

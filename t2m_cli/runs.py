@@ -1,0 +1,234 @@
+"""Run folders: create, find and read them (reading a run folder is not training).
+
+Layout of ``<run.dir>/<run.name>/``:
+``config.yaml`` (the resolved config), ``run.json`` (seed, device, library versions, timings,
+best epoch), ``metrics.jsonl`` (one JSON object per epoch), ``best.safetensors`` (the epoch with
+the best validation score), ``last.safetensors`` (the latest epoch), ``state.safetensors``
+(everything an exact resume needs) and ``baselines/<name>/`` (a trained baseline such as the W
+hypernetwork, itself a run folder).
+
+A ``train.task: supersets`` run has the same layout; its validation score (``val_acc`` in
+``metrics.jsonl`` and ``run.json``) is the mean ROC-AUC over attributes on the validation
+classes instead of a pair accuracy.
+
+This module sits below training, evaluation and induction so that each of them can read a run
+without importing the others.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from t2m_cli import __version__
+from t2m_cli.atomic import load_safetensors, read_json, save_safetensors, write_json, write_text
+from t2m_cli.config import Config, config_to_dict, load_config
+from t2m_cli.errors import DataError, UserInputError
+from t2m_cli.paths import (
+    CHECKPOINT_BEST,
+    CHECKPOINT_LAST,
+    METRICS,
+    RUN_CONFIG,
+    RUN_INFO,
+    TRAIN_STATE,
+)
+from t2m_cli.yamlio import write_yaml
+
+if TYPE_CHECKING:
+    import torch
+
+Checkpoint = Literal["best", "last"]
+BASELINES_DIR = "baselines"
+"""Folder inside a run where its trained baselines (the W hypernetwork) are kept."""
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python, t2m and the libraries a result depends on."""
+    versions = {
+        "python": sys.version.split()[0],
+        "t2m": __version__,
+        "platform": platform.platform(),
+    }
+    for dist in ("torch", "numpy", "sentence-transformers", "transformers", "safetensors"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    return versions
+
+
+def create_run(config: Config, info: dict[str, Any]) -> Path:
+    """Create a run folder holding the resolved config and ``run.json``.
+
+    Args:
+        config: the validated config; ``run.dir`` / ``run.name`` place the folder (a
+            timestamp and the hypernetwork type when ``run.name`` is unset).
+        info: the first contents of ``run.json`` (seed, device, dataset, versions, ...).
+
+    Returns:
+        the new run folder.
+
+    Raises:
+        UserInputError: the folder already holds a run.
+    """
+    name = config.run.name or datetime.now().strftime(f"%Y%m%d-%H%M%S-{config.model.hn_type}")
+    folder = config.run.dir / name
+    if (folder / RUN_INFO).exists():
+        raise UserInputError(
+            f"Run folder {folder} already holds a run. Choose another run.name "
+            "(or delete that folder)."
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    write_yaml(folder / RUN_CONFIG, config_to_dict(config))
+    write_json(folder / RUN_INFO, info)
+    return folder
+
+
+def is_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a run's config and ``run.json``."""
+    return (folder / RUN_CONFIG).is_file() and (folder / RUN_INFO).is_file()
+
+
+def load_run(folder: Path) -> tuple[Config, dict[str, Any]]:
+    """Read a run folder's resolved config and ``run.json``.
+
+    Raises:
+        UserInputError: ``folder`` is not a run folder.
+        DataError: its ``run.json`` cannot be read.
+    """
+    if not is_run(folder):
+        raise UserInputError(
+            f"{folder} is not a t2m run folder (no {RUN_CONFIG} / {RUN_INFO}). "
+            "Give the folder `t2m train` printed."
+        )
+    return load_config(folder / RUN_CONFIG), read_json(folder / RUN_INFO, "run info")
+
+
+def write_run_info(folder: Path, info: dict[str, Any]) -> None:
+    """Replace a run's ``run.json`` (atomically)."""
+    write_json(folder / RUN_INFO, info)
+
+
+def latest_run(runs_dir: Path) -> Path:
+    """The most recently finished run under ``runs_dir`` (the one with a best checkpoint).
+
+    Raises:
+        UserInputError: no run with a best checkpoint is there.
+    """
+    candidates = (
+        [p for p in runs_dir.glob("*") if (p / CHECKPOINT_BEST).is_file() and is_run(p)]
+        if runs_dir.is_dir()
+        else []
+    )
+    if not candidates:
+        raise UserInputError(
+            f"No trained run under {runs_dir}. Train one with `t2m train`, or name a run folder."
+        )
+    return max(candidates, key=lambda p: (p / CHECKPOINT_BEST).stat().st_mtime)
+
+
+def checkpoint_path(folder: Path, which: Checkpoint = "best") -> Path:
+    """The checkpoint file of a run: ``best`` (chosen on validation classes) or ``last``."""
+    return folder / (CHECKPOINT_BEST if which == "best" else CHECKPOINT_LAST)
+
+
+def metrics_path(folder: Path) -> Path:
+    """A run's ``metrics.jsonl``."""
+    return folder / METRICS
+
+
+def baseline_dir(folder: Path, name: str) -> Path:
+    """Where a run keeps its trained baseline ``name`` (itself a run folder)."""
+    return folder / BASELINES_DIR / name
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Read a run's ``metrics.jsonl``: one JSON object per line, blank lines ignored.
+
+    Args:
+        path: the file, or the run folder holding it.
+
+    Returns:
+        The records, in file order.
+
+    Raises:
+        DataError: the file is missing or unreadable, a line is not a JSON object, or it holds
+            no records.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = metrics_path(path)
+    if not path.is_file():
+        raise DataError(
+            f"Metrics file {path} does not exist; pass the metrics.jsonl of a training run "
+            "(it is written in the run's folder)."
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise DataError(f"Could not read metrics file {path} ({reason}).") from exc
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"Metrics file {path}, line {number}, is not valid JSON ({exc.msg}); the file may "
+                "be truncated or not a metrics.jsonl."
+            ) from exc
+        if not isinstance(record, dict):
+            raise DataError(
+                f"Metrics file {path}, line {number}, is a JSON {type(record).__name__}, not an "
+                "object with the keys epoch, val_acc, ..."
+            )
+        records.append(record)
+    if not records:
+        raise DataError(f"Metrics file {path} holds no records; did the run finish an epoch?")
+    return records
+
+
+def finished_epochs(folder: Path) -> int:
+    """How many epochs a run has logged (0 when it has no metrics yet)."""
+    path = metrics_path(folder)
+    return int(read_metrics(path)[-1]["epoch"]) if path.is_file() else 0
+
+
+def truncate_metrics(folder: Path, epoch: int) -> None:
+    """Drop the metrics lines past ``epoch``: a resumed run writes those epochs again."""
+    path = metrics_path(folder)
+    if path.is_file():
+        kept = [r for r in read_metrics(path) if r["epoch"] <= epoch]
+        write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def has_state(folder: Path) -> bool:
+    """Whether a run saved a resumable state (it finished at least one epoch)."""
+    return (folder / TRAIN_STATE).is_file()
+
+
+def save_state(folder: Path, tensors: dict[str, torch.Tensor], facts: dict[str, Any]) -> None:
+    """Write the state a resume needs: tensors (weights, momentum, generators) and facts."""
+    save_safetensors(folder / TRAIN_STATE, tensors, {"t2m": json.dumps(facts)})
+
+
+def load_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read the state written by `save_state`.
+
+    Raises:
+        UserInputError: the run stopped before its first epoch ended (no state).
+        DataError: the state file is damaged.
+    """
+    if not has_state(folder):
+        raise UserInputError(
+            f"{folder} has no {TRAIN_STATE}: it stopped before its first epoch ended. "
+            "Start it again with `t2m train`."
+        )
+    return load_safetensors(folder / TRAIN_STATE, "Training state")
