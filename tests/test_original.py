@@ -30,8 +30,8 @@ DIM = 8
 LAYOUT = {
     "train_visual_feature_extractor": {"antelope": 3, "killer+whale": 4},
     "eval_visual_feature_extractor": {"antelope": 2, "killer+whale": 1},
-    "train_hn": {"bat": 2},
-    "eval_hn": {"bat": 1},
+    "train_hn": {"bat": 2, "cow": 2},
+    "eval_hn": {"bat": 1, "cow": 1},
     "zs_classes": {"zebra": 2, "blue+whale": 3},
 }
 
@@ -191,7 +191,7 @@ def test_convert_awa_with_class_names(tmp_path: Path) -> None:
     ds = load_dataset(dst, "awa", "original")
     # Within a part, classes keep the order of class2idx (written reversed above).
     assert ds.split.seen == ("killer+whale", "antelope")
-    assert ds.split.val == ("bat",)
+    assert ds.split.val == ("cow", "bat")
     assert ds.split.unseen == ("blue+whale", "zebra")
     assert ds.features.shape == (sum(sum(c.values()) for c in LAYOUT.values()), DIM)
     assert ds.descriptions["killer+whale"] == ["killer whale"]
@@ -200,6 +200,7 @@ def test_convert_awa_with_class_names(tmp_path: Path) -> None:
         ("antelope", 3, 2),
         ("killer+whale", 4, 1),
         ("bat", 2, 1),
+        ("cow", 2, 1),
         ("zebra", 0, 2),
         ("blue+whale", 0, 3),
     ]:
@@ -229,17 +230,20 @@ def test_convert_with_descriptors_and_attributes_files(tmp_path: Path) -> None:
 
 
 def test_cub_descriptors_keyed_by_id_match_class_names(tmp_path: Path) -> None:
+    seen = {"001.Black_footed_Albatross": 2, "003.Sooty_Albatross": 2}
+    val = {"002.Laysan_Albatross": 2, "004.Groove_billed_Ani": 2}
     layout = {
-        "train_visual_feature_extractor": {"001.Black_footed_Albatross": 2},
-        "eval_visual_feature_extractor": {"001.Black_footed_Albatross": 1},
-        "train_hn": {"002.Laysan_Albatross": 2},
-        "eval_hn": {"002.Laysan_Albatross": 1},
-        "zs_classes": {"010.Red_winged_Blackbird": 2},
+        "train_visual_feature_extractor": seen,
+        "eval_visual_feature_extractor": {c: 1 for c in seen},
+        "train_hn": val,
+        "eval_hn": {c: 1 for c in val},
+        "zs_classes": {"010.Red_winged_Blackbird": 2, "011.Rusty_Blackbird": 2},
     }
     write_original(tmp_path / "src", "cub", layout)
-    _dump(tmp_path / "cub.pkl", {1: ["dark albatross"], "002": ["pale albatross"], 10: ["red"]})
+    texts = {1: ["dark albatross"], "002": ["pale albatross"], 10: ["red"], 3: ["sooty"]}
+    _dump(tmp_path / "cub.pkl", {**texts, "004": ["ani"], 11: ["rusty"]})
     descriptions = read_descriptors(tmp_path / "cub.pkl")
-    assert set(descriptions) == {"001", "002", "010"}
+    assert set(descriptions) == {"001", "002", "003", "004", "010", "011"}
     dst = convert_original_dataset(tmp_path / "src", tmp_path / "cub", "cub", descriptions, None)
     ds = load_dataset(dst, "cub", "original")
     assert ds.descriptions["002.Laysan_Albatross"] == ["pale albatross"]

@@ -14,7 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from t2m_cli.data.dataset import FEATURES_DIR, Split, ZeroShotDataset, save_dataset
+from t2m_cli.data.dataset import (
+    FEATURES_DIR,
+    Split,
+    ZeroShotDataset,
+    check_finite_features,
+    save_dataset,
+)
 from t2m_cli.data.safe_pickle import safe_load
 from t2m_cli.data.texts import class_name_text
 from t2m_cli.errors import DataError
@@ -47,21 +53,24 @@ def _to_matrix(value: Any, label: str, what: str) -> Any:
     return np.ascontiguousarray(value, dtype=np.float32)
 
 
-def read_feature_pickle(path: Path) -> dict[str, Any]:
+def read_feature_pickle(path: Path, source: str | None = None) -> dict[str, Any]:
     """Read one original features pickle ``(X, class2idx)``.
 
     Args:
         path: e.g. ``awa/features/train_hn.pkl``.
+        source: how messages name the file (e.g. as a member of the zip the user passed);
+            default ``path``.
 
     Returns:
         Class name -> (n_images, D) float32 numpy array, in ``class2idx`` index order.
 
     Raises:
-        DataError: the file is unsafe, unreadable or not of that structure.
+        DataError: the file is unsafe, unreadable or not of that structure, or a feature is
+            NaN or infinite (the message names the class and its row).
     """
     import numpy as np
 
-    what = str(path)
+    what = source or str(path)
     data = safe_load(path, source=what)
     if not isinstance(data, tuple | list) or len(data) != 2 or not isinstance(data[1], Mapping):
         raise DataError(
@@ -86,6 +95,15 @@ def read_feature_pickle(path: Path) -> dict[str, Any]:
     dims = {m.shape[1] for m in out.values()}
     if len(dims) > 1:
         raise DataError(f"{what}: classes have features of different sizes {sorted(dims)}.")
+    check_finite_features(
+        np.concatenate(list(out.values())),
+        what,
+        "t2m converts only finite features: if the file came from `--from` or a mirror, use "
+        "the one the paper published.",
+        np.concatenate([np.full(len(m), i) for i, m in enumerate(out.values())]),
+        list(out),
+        within_class=True,
+    )
     return out
 
 
@@ -94,42 +112,53 @@ def _index_key(idx: Any) -> tuple[int, Any]:
     return (0, idx) if type(idx) is int else (1, 0)
 
 
-def _read_text_lists(path: Path, what: str) -> dict[str, list[str]]:
-    data = safe_load(path, source=str(path))
+def _read_text_lists(path: Path, what: str, source: str | None) -> dict[str, list[str]]:
+    shown = source or str(path)
+    data = safe_load(path, source=shown)
     if not isinstance(data, Mapping) or not data:
-        raise DataError(f"{path} should hold a non-empty dict of class -> list of {what}.")
+        raise DataError(f"{shown} should hold a non-empty dict of class -> list of {what}.")
     out: dict[str, list[str]] = {}
     for key, value in data.items():
         if type(key) is int:
             key = f"{key:03d}"
         if not isinstance(key, str):
-            raise DataError(f"{path}: keys should be class names or ids, got {key!r}.")
+            raise DataError(f"{shown}: keys should be class names or ids, got {key!r}.")
         if isinstance(value, str):
             value = [value]
         elif isinstance(value, set | frozenset):
             value = sorted(value)
         if not isinstance(value, list | tuple) or not all(isinstance(t, str) for t in value):
-            raise DataError(f"{path}: '{key}' should map to a list of {what}.")
+            raise DataError(f"{shown}: '{key}' should map to a list of {what}.")
         out[key] = [t.strip() for t in value if t.strip()]
     return out
 
 
-def read_descriptors(path: Path) -> dict[str, list[str]]:
+def read_descriptors(path: Path, source: str | None = None) -> dict[str, list[str]]:
     """Read ``gpt_label2descriptors.pkl``: class -> list of description texts.
 
     CUB's form keys classes by id (``"001"`` or ``1``); integer ids become zero-padded strings
-    and `convert_original_dataset` matches them to names like ``001.Black_footed_Albatross``
-    by their number.
+    and `match_descriptions` matches them to names like ``001.Black_footed_Albatross`` by their
+    number.
+
+    Args:
+        path: the pickle.
+        source: how messages name it (e.g. the file the user passed); default ``path``.
 
     Returns:
         Class name (or id) -> non-empty texts, stripped.
+
+    Raises:
+        DataError: the pickle is unsafe, unreadable or not a dict of class -> texts.
     """
-    return _read_text_lists(path, "description texts")
+    return _read_text_lists(path, "description texts", source)
 
 
-def read_attributes(path: Path) -> dict[str, list[str]]:
-    """Read ``label2attributes_names.pkl``: class -> names of the AwA attributes it has."""
-    return _read_text_lists(path, "attribute names")
+def read_attributes(path: Path, source: str | None = None) -> dict[str, list[str]]:
+    """Read ``label2attributes_names.pkl``: class -> names of the AwA attributes it has.
+
+    Args and errors as for `read_descriptors`.
+    """
+    return _read_text_lists(path, "attribute names", source)
 
 
 def sun_class_text(path_name: str) -> str:
@@ -160,6 +189,59 @@ def _match(mapping: Mapping[str, list[str]], classes: list[str]) -> dict[str, li
     return out
 
 
+def match_descriptions(
+    descriptions: Mapping[str, list[str]],
+    classes: list[str],
+    name: str,
+    source: str = "The descriptions",
+) -> dict[str, list[str]]:
+    """Each class's texts, found in ``descriptions`` by name, readable text or class number.
+
+    Args:
+        descriptions: class name (or id) -> texts, as `read_descriptors` returns them.
+        classes: the dataset's classes, in label order.
+        name: the dataset's name, for the message.
+        source: how the message names the descriptions (their file).
+
+    Returns:
+        Class -> texts, for every class, in the order of ``classes``.
+
+    Raises:
+        DataError: a class has no description.
+    """
+    texts = _match(descriptions, classes)
+    bare = [c for c in classes if not texts.get(c)]
+    if bare:
+        raise DataError(
+            f"{source} has no description for {len(bare)} of the {len(classes)} classes of "
+            f"{name} (e.g. '{bare[0]}'); use the descriptions file made for {name}."
+        )
+    return texts
+
+
+def match_attributes(
+    attributes: Mapping[str, list[str]],
+    classes: list[str],
+    name: str,
+    source: str = "The attributes",
+) -> dict[str, list[str]]:
+    """The attribute names of those ``classes`` that ``attributes`` lists (`match_descriptions`).
+
+    Returns:
+        Class -> attribute names, for the classes found, in the order of ``classes``.
+
+    Raises:
+        DataError: it lists none of the classes.
+    """
+    found = _match(attributes, classes)
+    if not found:
+        raise DataError(
+            f"{source} names none of the classes of {name}; the attributes file is AwA's (use "
+            "it with awa only)."
+        )
+    return found
+
+
 def _held_out(
     train: dict[str, Any], held_out: dict[str, Any], train_file: str, held_file: str
 ) -> None:
@@ -177,6 +259,7 @@ def convert_original_dataset(
     name: str,
     descriptions: dict[str, list[str]] | None = None,
     attributes: dict[str, list[str]] | None = None,
+    archive: str | None = None,
 ) -> Path:
     """Convert an unpacked original dataset into a t2m dataset folder.
 
@@ -192,29 +275,38 @@ def convert_original_dataset(
         name: dataset name inside the zip, e.g. ``"awa"``.
         descriptions: class -> texts (e.g. from `read_descriptors`); None uses class names.
         attributes: class -> attribute names (e.g. from `read_attributes`), optional.
+        archive: how messages name the zip ``src`` was unpacked from (the file the user passed,
+            or its URL), so that a problem names the archive and its member rather than the
+            temporary folder; default: paths under ``src``.
 
     Returns:
         ``dst``.
 
     Raises:
         DataError: a part is missing or malformed, the parts disagree, a class has no
-            description, or ``dst`` already holds something.
+            description, the split is one training or a protocol could not use
+            (`t2m_cli.data.requirements`), or ``dst`` already holds something.
         RunFailure: the folder could not be written or moved into place.
     """
     import numpy as np
     import torch
 
     folder = Path(src) / name / FEATURES_DIR
+    where = f"{archive}: {name}/{FEATURES_DIR}" if archive else str(folder)
     missing = [p for p in ORIGINAL_PARTS if not (folder / f"{p}.pkl").is_file()]
     if missing:
-        raise DataError(
-            f"{folder} lacks {', '.join(f'{p}.pkl' for p in missing)}; unpack the original "
-            f"{name}.zip into {src} first."
+        fix = (
+            f"it is not the original {name}.zip; pass the one the paper published"
+            if archive
+            else f"unpack the original {name}.zip into {src} first"
         )
+        raise DataError(f"{where} lacks {', '.join(f'{p}.pkl' for p in missing)}; {fix}.")
     dst = Path(dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise DataError(f"{dst} already exists; remove it or convert into another folder.")
-    parts = {p: read_feature_pickle(folder / f"{p}.pkl") for p in ORIGINAL_PARTS}
+    parts = {
+        p: read_feature_pickle(folder / f"{p}.pkl", f"{where}/{p}.pkl") for p in ORIGINAL_PARTS
+    }
     _held_out(
         parts["train_visual_feature_extractor"],
         parts["eval_visual_feature_extractor"],
@@ -229,7 +321,7 @@ def convert_original_dataset(
     )
     dims = {m.shape[1] for part in parts.values() for m in part.values()}
     if len(dims) > 1:
-        raise DataError(f"The feature files under {folder} disagree on the size {sorted(dims)}.")
+        raise DataError(f"The feature files under {where} disagree on the size {sorted(dims)}.")
     classes = [*split.seen, *split.val, *split.unseen]
     index = {c: i for i, c in enumerate(classes)}
     blocks, labels, flags = [], [], []
@@ -246,24 +338,12 @@ def convert_original_dataset(
             labels.append(np.full(len(matrix), index[cls], dtype=np.int64))
             flags.append(np.full(len(matrix), is_test, dtype=bool))
 
-    if descriptions is None:
-        texts = {c: [class_name_text(c)] for c in classes}
-    else:
-        texts = _match(descriptions, classes)
-    bare = [c for c in classes if not texts.get(c)]
-    if bare:
-        raise DataError(
-            f"{len(bare)} classes of {name} have no description (e.g. '{bare[0]}'); use the "
-            "descriptions file made for this dataset, or convert with class names."
-        )
-    attrs = None
-    if attributes is not None:
-        attrs = _match(attributes, classes)
-        if not attrs:
-            raise DataError(
-                f"The attributes name none of the classes of {name}; they are AwA's (use them "
-                "with awa only)."
-            )
+    texts = (
+        {c: [class_name_text(c)] for c in classes}
+        if descriptions is None
+        else match_descriptions(descriptions, classes, name)
+    )
+    attrs = None if attributes is None else match_attributes(attributes, classes, name)
 
     dataset = ZeroShotDataset(
         name=name,
@@ -277,4 +357,8 @@ def convert_original_dataset(
         attributes=attrs or {},
     )
     # Replaces an empty dst; refuses, leaving it untouched, if someone filled it meanwhile.
-    return save_dataset(dataset, dst, FEATURE_NAME)
+    source = (
+        f"{where}: seen = train_visual_feature_extractor.pkl, val = train_hn.pkl, unseen = "
+        "zs_classes.pkl"
+    )
+    return save_dataset(dataset, dst, FEATURE_NAME, split_source=source)

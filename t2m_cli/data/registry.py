@@ -3,12 +3,19 @@
 A dataset folder is always in t2m's own layout (``split.json``, ``descriptions.json``, optional
 ``attributes.json``, ``features/``), plus the meshes of a mesh dataset. Remote files land in
 ``<cache>/downloads`` first, checked against the lock file (see `t2m_cli.download`), and are
-then extracted or converted into ``<cache>/datasets/<name>``.
+then extracted or converted into ``<cache>/datasets/<name>``. A remote file is trusted (its hash
+recorded) only once that conversion worked, and a refused one is removed, so a bad archive never
+blocks the next attempt; ``--from`` always replaces the cached file and the folder built from it.
+
+The text files (``descriptors``, ``attributes``) feed the awa folder whichever is downloaded
+first: converting awa applies those already cached, and downloading one re-derives the
+``descriptions.json`` / ``attributes.json`` of an awa folder already there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +35,8 @@ class FetchRequest:
         cache_dir: cache root override.
         seed: seed of a generated dataset.
         mirror: base URL replacing the original host (see `t2m_cli.download.resolve_url`).
-        from_path: a file the user already has, used instead of downloading.
+        from_path: a file the user already has, used instead of downloading; it replaces the
+            cached file and the folder built from it.
         progress: ``callback(done, total)``.
     """
 
@@ -64,8 +72,25 @@ def downloads_dir(cache_dir: Path | None = None) -> Path:
     return cache_root(cache_dir) / "downloads"
 
 
-def fetch_remote(name: str, request: FetchRequest) -> list[Path]:
-    """Download (or take from ``from_path``) every remote file of a registry entry."""
+def fetch_remote(
+    name: str, request: FetchRequest, check: Callable[[Path, str], None] | None = None
+) -> list[Path]:
+    """Download (or take from ``from_path``) every remote file of a registry entry.
+
+    Args:
+        name: a key of `t2m_cli.download.REMOTE_DATASETS`.
+        request: what the fetch step may use.
+        check: ``check(path, source)`` runs on each file before it is trusted and raises
+            `DataError` to refuse it (see `t2m_cli.download.fetch`); e.g. the conversion.
+
+    Returns:
+        The checked files in the cache.
+
+    Raises:
+        DataError: a file was refused; nothing of it is left in the cache.
+        UserInputError: ``from_path`` is given for an entry of several files.
+        RunFailure: a download failed.
+    """
     from t2m_cli.download import REMOTE_DATASETS, default_lock_path, fetch
 
     files = REMOTE_DATASETS[name]
@@ -78,10 +103,26 @@ def fetch_remote(name: str, request: FetchRequest) -> list[Path]:
             lock_path=default_lock_path(request.cache_dir),
             mirror=request.mirror,
             from_path=request.from_path,
+            check=check,
             progress=request.progress,
         )
         for remote in files
     ]
+
+
+def _needs_fetch(request: FetchRequest) -> bool:
+    """Whether to fetch: the folder is not built yet, or ``--from`` brings a file to rebuild it."""
+    from t2m_cli.data.dataset import SPLIT_FILE
+
+    return request.from_path is not None or not (request.root / SPLIT_FILE).is_file()
+
+
+def _staged_root(root: Path) -> AbstractContextManager[Path]:
+    """`staged_dir` for a dataset folder; a built one (only with ``--from``) is swapped out."""
+    from t2m_cli.atomic import staged_dir
+    from t2m_cli.data.dataset import SPLIT_FILE
+
+    return staged_dir(root, replace=(root / SPLIT_FILE).is_file())
 
 
 def _fetch_shapes(request: FetchRequest) -> Path:
@@ -98,86 +139,170 @@ def _fetch_modelnet40(request: FetchRequest) -> Path:
     """ModelNet40.zip -> ``<root>/<class>/{train,test}/*.off`` with the paper's split."""
     import shutil
 
-    from t2m_cli.atomic import staged_dir
     from t2m_cli.data.dataset import DESCRIPTIONS_FILE, SPLIT_FILE, write_json
     from t2m_cli.data.modelnet import MODELNET40_SPLIT
     from t2m_cli.data.texts import class_name_text
     from t2m_cli.download import extract_zip
 
-    (archive,) = fetch_remote("modelnet40", request)
-    if (request.root / SPLIT_FILE).is_file():
-        return request.root
-    with staged_dir(request.root) as folder:
-        unpacked = extract_zip(archive, folder / ".archive")
-        # The archive holds one top folder (ModelNet40/); its class folders become the dataset's.
-        inner = [p for p in unpacked.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))]
-        top = inner[0] if len(inner) == 1 else unpacked
-        classes = (*MODELNET40_SPLIT.seen, *MODELNET40_SPLIT.val, *MODELNET40_SPLIT.unseen)
-        missing = [c for c in classes if not (top / c).is_dir()]
-        if missing:
-            raise DataError(
-                f"{archive.name} has no folders for {missing[:5]}; it is not ModelNet40. "
-                "Delete it from the downloads folder and download again."
-            )
-        for child in list(top.iterdir()):
-            child.rename(folder / child.name)
-        shutil.rmtree(unpacked)
-        write_json(folder / SPLIT_FILE, MODELNET40_SPLIT.to_json())
-        write_json(folder / DESCRIPTIONS_FILE, {c: [class_name_text(c)] for c in classes})
+    def build(archive: Path, source: str) -> None:
+        with _staged_root(request.root) as folder:
+            unpacked = extract_zip(archive, folder / ".archive", source=source)
+            # The archive holds one top folder (ModelNet40/); its class folders become the
+            # dataset's.
+            inner = [
+                p for p in unpacked.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))
+            ]
+            top = inner[0] if len(inner) == 1 else unpacked
+            classes = (*MODELNET40_SPLIT.seen, *MODELNET40_SPLIT.val, *MODELNET40_SPLIT.unseen)
+            missing = [c for c in classes if not (top / c).is_dir()]
+            if missing:
+                raise DataError(
+                    f"{source} has no folders for {missing[:5]}; it is not ModelNet40. Pass the "
+                    "ModelNet40.zip published by Princeton, or download it again."
+                )
+            for child in list(top.iterdir()):
+                child.rename(folder / child.name)
+            shutil.rmtree(unpacked)
+            write_json(folder / SPLIT_FILE, MODELNET40_SPLIT.to_json())
+            write_json(folder / DESCRIPTIONS_FILE, {c: [class_name_text(c)] for c in classes})
+
+    if _needs_fetch(request):
+        fetch_remote("modelnet40", request, check=build)
     return request.root
 
 
-def _fetch_file(name: str) -> Callable[[FetchRequest], Path]:
-    """A registry entry that is one remote file, kept as downloaded (descriptors, attributes)."""
+TEXT_FILE_USERS = ("awa",)
+"""Datasets whose folders take their descriptions and attributes from the text files."""
+
+
+def _apply_text_file(kind: str, path: Path, source: str, name: str, root: Path) -> None:
+    """(Re)write a built folder's descriptions.json or attributes.json from a text file.
+
+    Args:
+        kind: ``"descriptors"`` or ``"attributes"``.
+        path: the pickle.
+        source: how messages name it.
+        name: the dataset whose folder ``root`` is.
+        root: a built dataset folder.
+
+    Raises:
+        DataError: the pickle is unsafe or malformed, or does not describe the dataset's classes.
+    """
+    from t2m_cli.data.dataset import (
+        ATTRIBUTES_FILE,
+        DESCRIPTIONS_FILE,
+        SPLIT_FILE,
+        Split,
+        read_json,
+        write_json,
+    )
+    from t2m_cli.data.original import (
+        match_attributes,
+        match_descriptions,
+        read_attributes,
+        read_descriptors,
+    )
+
+    split = Split.from_json(read_json(root / SPLIT_FILE, "split"), str(root / SPLIT_FILE))
+    classes = [*split.seen, *split.val, *split.unseen]
+    if kind == "descriptors":
+        texts = match_descriptions(read_descriptors(path, source), classes, name, source)
+        write_json(root / DESCRIPTIONS_FILE, texts)
+    else:
+        attributes = match_attributes(read_attributes(path, source), classes, name, source)
+        write_json(root / ATTRIBUTES_FILE, attributes)
+
+
+def _fetch_file(kind: str) -> Callable[[FetchRequest], Path]:
+    """A registry entry that is one remote file feeding other datasets (descriptors, attributes).
+
+    The file is kept as downloaded. Its check loads it through the restricted unpickler and
+    re-derives the folders of `TEXT_FILE_USERS` already built, so the order of downloads does
+    not change the result, and a file that does not fit them is refused.
+    """
+    from t2m_cli.data.dataset import SPLIT_FILE
+    from t2m_cli.data.original import read_attributes, read_descriptors
+
+    reader = read_descriptors if kind == "descriptors" else read_attributes
 
     def fetch(request: FetchRequest) -> Path:
-        (path,) = fetch_remote(name, request)
+        def check(path: Path, source: str) -> None:
+            reader(path, source)
+            for name in TEXT_FILE_USERS:
+                root = dataset_dir(name, request.cache_dir)
+                if (root / SPLIT_FILE).is_file():
+                    _apply_text_file(kind, path, source, name, root)
+
+        (path,) = fetch_remote(kind, request, check=check)
         return path
 
     return fetch
 
 
-def _cached_pickle(
-    name: str, cache_dir: Path | None, reader: Callable[[Path], dict[str, list[str]]]
-) -> dict[str, list[str]] | None:
-    """Read a remote pickle of the registry with ``reader`` if it was downloaded, else None."""
-    from t2m_cli.download import REMOTE_DATASETS
+def _apply_cached_text_files(name: str, root: Path, cache_dir: Path | None) -> None:
+    """Give a built folder the descriptions and attributes of the text files already cached.
 
-    path = downloads_dir(cache_dir) / REMOTE_DATASETS[name][0].filename
-    return reader(path) if path.is_file() else None
+    A cached file that does not fit is removed from the cache (its record too), the others
+    still apply, and the folder keeps what it had for that file's part.
+
+    Raises:
+        DataError: a cached text file was refused; the message says which and what to run.
+    """
+    from t2m_cli.download import REMOTE_DATASETS, default_lock_path, discard
+
+    refused = []
+    for kind in FILE_ONLY:
+        (remote,) = REMOTE_DATASETS[kind]
+        path = downloads_dir(cache_dir) / remote.filename
+        if not path.is_file():
+            continue
+        try:
+            _apply_text_file(kind, path, str(path), name, root)
+        except DataError as exc:
+            discard(remote, downloads_dir(cache_dir), default_lock_path(cache_dir))
+            refused.append(
+                f"{exc} It was removed from the cache: get the one made for {name} with "
+                f"`t2m download {kind}` (or `--from FILE`)."
+            )
+    if refused:
+        raise DataError(
+            f"{name} is ready at {root}, but a cached text file does not fit it. "
+            + " ".join(refused)
+        )
 
 
 def _fetch_original(name: str) -> Callable[[FetchRequest], Path]:
     """<name>.zip of the paper's host -> a t2m dataset folder (features as published)."""
 
-    def fetch(request: FetchRequest) -> Path:
+    def convert(root: Path, archive: Path, source: str) -> None:
         import tempfile
 
-        from t2m_cli.data.dataset import SPLIT_FILE
-        from t2m_cli.data.original import (
-            convert_original_dataset,
-            read_attributes,
-            read_descriptors,
-        )
+        from t2m_cli.data.original import convert_original_dataset
         from t2m_cli.download import extract_zip
 
-        (archive,) = fetch_remote(name, request)
-        if (request.root / SPLIT_FILE).is_file():
-            return request.root
-        # The unpacked zip is only read from (the conversion builds its own folder): scratch
-        # beside the dataset, on the same disk, removed however the conversion ends.
-        request.root.parent.mkdir(parents=True, exist_ok=True)
+        # The unpacked zip is only read from: scratch beside the dataset, on the same disk,
+        # removed however the conversion ends.
+        root.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(
-            prefix=f".{request.root.name}.", suffix=".unpacked", dir=request.root.parent
+            prefix=f".{root.name}.", suffix=".unpacked", dir=root.parent
         ) as scratch:
-            unpacked = extract_zip(archive, Path(scratch) / "zip")
-            # GPT descriptions and attribute lists (AwA) are used when they were downloaded:
-            # `t2m download descriptors` / `t2m download attributes` before this one.
-            descriptions = attributes = None
-            if name == "awa":
-                descriptions = _cached_pickle("descriptors", request.cache_dir, read_descriptors)
-                attributes = _cached_pickle("attributes", request.cache_dir, read_attributes)
-            convert_original_dataset(unpacked, request.root, name, descriptions, attributes)
+            unpacked = extract_zip(archive, Path(scratch) / "zip", source=source)
+            # Class names as descriptions: the text files are applied once the archive is
+            # trusted, so that a text file that does not fit refuses itself, not the archive.
+            built = convert_original_dataset(
+                unpacked, Path(scratch) / "dataset", name, archive=source
+            )
+            with _staged_root(root) as folder:
+                for child in list(built.iterdir()):
+                    child.rename(folder / child.name)
+
+    def fetch(request: FetchRequest) -> Path:
+        if _needs_fetch(request):
+            fetch_remote(
+                name, request, check=lambda archive, source: convert(request.root, archive, source)
+            )
+        if name in TEXT_FILE_USERS:
+            _apply_cached_text_files(name, request.root, request.cache_dir)
         return request.root
 
     return fetch
@@ -220,7 +345,7 @@ DATASETS: dict[str, DatasetSpec] = {
     ),
     "descriptors": DatasetSpec(
         name="descriptors",
-        summary="GPT descriptions of the AwA classes (used by `t2m download awa`)",
+        summary="GPT descriptions of the AwA classes (awa uses them, whichever comes first)",
         fetch=_fetch_file("descriptors"),
         meshes=False,
         remote=("descriptors",),
@@ -275,6 +400,7 @@ class DatasetStatus:
     name: str
     summary: str
     ready: bool
+    """The dataset folder is built (for a text file: it is cached and verified)."""
     files: list[tuple[str, bool, int | None, str]]
     """(file name, cached, size in bytes, check state) per remote file."""
 
@@ -282,7 +408,7 @@ class DatasetStatus:
 def list_datasets(cache_dir: Path | None = None, check_hash: bool = False) -> list[DatasetStatus]:
     """Every dataset with its folder's state and its remote files' cache and check state."""
     from t2m_cli.data.dataset import SPLIT_FILE
-    from t2m_cli.download import REMOTE_DATASETS, default_lock_path, status
+    from t2m_cli.download import REMOTE_DATASETS, VERIFIED, default_lock_path, status
 
     rows = []
     for spec in DATASETS.values():
@@ -296,7 +422,13 @@ def list_datasets(cache_dir: Path | None = None, check_hash: bool = False) -> li
                     check_hash=check_hash,
                 )
                 files.append((s.filename, s.cached, s.size, s.state))
-        ready = (dataset_dir(spec.name, cache_dir) / SPLIT_FILE).is_file()
+        if spec.name in FILE_ONLY:
+            # A text file is ready as downloaded; it has no dataset folder of its own.
+            ready = bool(files) and all(
+                cached and state == VERIFIED for _, cached, _, state in files
+            )
+        else:
+            ready = (dataset_dir(spec.name, cache_dir) / SPLIT_FILE).is_file()
         rows.append(DatasetStatus(spec.name, spec.summary, ready, files))
     return rows
 
@@ -321,9 +453,20 @@ def check_features(name: str, folder: Path, features: str) -> Path:
     available = sorted(
         p.stem for p in (folder / "features").glob("*.safetensors") if not p.stem.endswith("_model")
     )
-    hint = (
-        f" It has {', '.join(available)}: set dataset.features to one of them."
-        if available
-        else " Run `t2m encode`."
-    )
+    spec = DATASETS.get(name)
+    if available:
+        hint = f" It has {', '.join(available)}: set dataset.features to one of them."
+    elif spec is not None and spec.meshes:
+        hint = " Run `t2m encode`."
+    elif spec is not None:
+        # `t2m encode` builds mesh datasets' features only: sending users there would loop.
+        hint = (
+            " Its features come with the download, not from `t2m encode`: delete "
+            f"{folder} and run `t2m download {name}` again."
+        )
+    else:
+        hint = (
+            " Its features come with its data, not from `t2m encode`: import the data again "
+            "as a new dataset (`t2m data import PATH --name NAME`)."
+        )
     raise DataError(f"Dataset '{name}' at {folder} has no '{features}' features.{hint}")

@@ -1,14 +1,23 @@
-"""Files t2m can download, keyed by the names the CLI shows.
+"""Files t2m can download, keyed by the names the CLI shows, and the mirror to fetch them from.
 
 The upstream authors publish no checksums, so ``sha256`` and ``size`` are ``None`` here and
 `t2m_cli.download.fetch` records both at the first download (trust on first use) in the cache's
-lock file. Fill them in here once a file's hash is known: a registry hash is then enforced on
-every download and a mismatch is an error.
+lock file (`t2m_cli.download.lock`). Fill them in here once a file's hash is known: a registry
+hash is then enforced on every download and a mismatch is an error.
+
+Mirrors: a mirror is a flat folder holding every file under its registry ``filename``. The URL
+used is ``<mirror base>/<filename>``, whatever the original host and path were; e.g. mirror
+``https://mirror.example/t2m`` turns ``https://chechiklab.biu.ac.il/~amosy/awa.zip`` into
+``https://mirror.example/t2m/awa.zip``. It comes from the ``mirror`` argument, else from the
+``T2M_MIRROR`` environment variable.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+ENV_MIRROR = "T2M_MIRROR"
 
 _T2M_HOST = "https://chechiklab.biu.ac.il/~amosy"
 
@@ -58,3 +67,16 @@ REMOTE_DATASETS: dict[str, list[RemoteFile]] = {
 
 FILE_ONLY = ("descriptors", "attributes")
 """Remote entries that are single files feeding another dataset, not datasets to train on."""
+
+
+def resolve_url(remote: RemoteFile, mirror: str | None = None) -> str:
+    """The URL to download ``remote`` from: ``<mirror>/<filename>`` with a mirror, else its URL.
+
+    Args:
+        remote: The file.
+        mirror: Mirror base URL; ``None`` falls back to ``$T2M_MIRROR``, then to no mirror.
+    """
+    base = mirror if mirror is not None else os.environ.get(ENV_MIRROR)
+    if not base:
+        return remote.url
+    return f"{base.rstrip('/')}/{remote.filename}"
