@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from t2m_cli.errors import ConfigError
+from t2m_cli.textio import check_text
 from t2m_cli.yamlio import YamlDocument, load_yaml, parse_yaml
 
 _MAX_ERRORS = 20
@@ -34,7 +35,9 @@ _REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 60, 60
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No setting means anything as NaN or infinity (``lr: .inf`` trains straight to NaN), and
+    # a bound such as ``gt=0`` lets infinity through, so every float must be finite.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DatasetConfig(_Section):
@@ -333,6 +336,8 @@ def apply_overrides(
     """
     result = dict(data)
     for token in overrides:
+        # The command line follows the rule of every other text input (`t2m_cli.textio`).
+        check_text(token, f"The override {token[:60]!r}", ConfigError)
         key, sep, text = token.partition("=")
         if not sep:
             raise ConfigError(
@@ -343,6 +348,8 @@ def apply_overrides(
         value = parse_yaml(text, f"The value of override {key!r}").data if text.strip() else ""
         _set(result, key, value)
     for key, value in (values or {}).items():
+        if isinstance(value, str):
+            check_text(value, f"The value of {key}", ConfigError)
         _set(result, key, value)
     return result
 

@@ -7,7 +7,10 @@ file copied from elsewhere can neither run code nor grow into a huge object:
 - anchors and aliases (``&name``, ``*name``): neither a config nor a descriptions file needs
   them, and without them no "billion laughs" document (aliases of aliases) can exist;
 - a key twice in one mapping (PyYAML would silently keep the last one);
-- nesting deeper than `MAX_DEPTH`, and a file that is not UTF-8 (a leading BOM is skipped).
+- nesting deeper than `MAX_DEPTH`;
+- text that `t2m_cli.textio.decode_text` refuses (not UTF-8, UTF-16, a control character; a
+  leading BOM is skipped), with the same messages as every other text file, and a control
+  character written as an escape in a quoted string.
 
 The caller picks the error class (`ConfigError` for configs, `DataError` for data files); each
 message names the file and the line. The loader records the line of every key, so that a
@@ -27,6 +30,7 @@ from yaml.events import AliasEvent
 
 from t2m_cli.atomic import write_text
 from t2m_cli.errors import ConfigError, UserInputError
+from t2m_cli.textio import check_strings, decode_text
 
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 20
@@ -134,7 +138,7 @@ def load_yaml(path: Path, error: type[UserInputError] = ConfigError) -> YamlDocu
     """Read a YAML file whose top level is a mapping, safely and within `MAX_BYTES`.
 
     Args:
-        path: the file, UTF-8 (a leading byte order mark is skipped).
+        path: the file, UTF-8 (read by `t2m_cli.textio.decode_text`).
         error: the error class to raise: `ConfigError` for a config, `DataError` for data.
 
     Returns:
@@ -142,8 +146,8 @@ def load_yaml(path: Path, error: type[UserInputError] = ConfigError) -> YamlDocu
 
     Raises:
         UserInputError: of class `error`, naming the file (and the line where there is one):
-            the file is missing, unreadable, over `MAX_BYTES` or not UTF-8, or as for
-            `parse_yaml`, or its top level is not a mapping.
+            the file is missing, unreadable or over `MAX_BYTES`, its text is refused by
+            `decode_text`, or as for `parse_yaml`, or its top level is not a mapping.
     """
     try:
         with Path(path).open("rb") as file:
@@ -156,16 +160,7 @@ def load_yaml(path: Path, error: type[UserInputError] = ConfigError) -> YamlDocu
         raise error(f"{path} cannot be read ({exc.strerror or exc}).") from None
     if len(raw) > MAX_BYTES:
         raise error(f"{path} is larger than {MAX_BYTES >> 20} MiB; keep big data elsewhere.")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        column = exc.start - raw.rfind(b"\n", 0, exc.start)
-        raise error(
-            f"{path}, line {line}, column {column}: byte 0x{raw[exc.start]:02x} is not "
-            "UTF-8; save the file as UTF-8."
-        ) from None
-    document = parse_yaml(text, str(path), error)
+    document = parse_yaml(decode_text(raw, str(path), error), str(path), error)
     if document.data is None:
         return YamlDocument({}, {})
     if not isinstance(document.data, dict):
@@ -173,6 +168,8 @@ def load_yaml(path: Path, error: type[UserInputError] = ConfigError) -> YamlDocu
             f"{path} must hold a mapping (key: value lines) at the top level, not "
             f"{str(document.data)[:40]!r}."
         )
+    # An escape in a quoted scalar ("\a") makes a control character the raw text did not have.
+    check_strings(document.data, str(path), error, lines=document.lines)
     return document
 
 

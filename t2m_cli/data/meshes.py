@@ -16,11 +16,13 @@ import numpy as np
 
 from t2m_cli.atomic import atomic_path
 from t2m_cli.errors import DataError
+from t2m_cli.textio import decode_text, split_lines
 
 # OFF's optional prefixes: ST (texture coords), C (colours), N (normals) come after x y z on each
 # vertex line, so taking the first three numbers is right for all of them. "4OFF" (4-D
 # vertices) and "nOFF" (n-D) change the vertex layout and are refused.
 _HEADER = re.compile(r"^(?:ST)?C?N?OFF(?![A-Za-z])")
+_BINARY = re.compile(rb"(?:\xef\xbb\xbf)?\s*(?:ST)?C?N?OFF\s*BINARY")
 
 
 def read_off(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -38,20 +40,23 @@ def read_off(path: Path) -> tuple[np.ndarray, np.ndarray]:
         triangles after fan triangulation (an n-gon gives n - 2).
 
     Raises:
-        DataError: the file is missing, not OFF, its counts disagree with its body, a
-            number cannot be parsed, a vertex is NaN or infinite, or a face index is out of
-            range.
+        DataError: the file is missing, its text is refused by `t2m_cli.textio.decode_text`
+            (not UTF-8, UTF-16, a control character; a leading byte order mark is skipped), it
+            is not OFF, its counts disagree with its body, a number cannot be parsed, a vertex
+            is NaN or infinite, or a face index is out of range.
     """
     path = Path(path)
     try:
-        # latin-1 decodes any byte, so a binary or mis-encoded file fails below with a message
-        # about its content instead of a UnicodeDecodeError.
-        text = path.read_bytes().decode("latin-1")
+        data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"Cannot read mesh {path}: {exc.strerror or exc}.") from None
+    # Its numbers are binary, so it would be refused as not UTF-8, which misleads.
+    if _BINARY.match(data):
+        raise DataError(f"Mesh {path} is a binary OFF file; only ASCII OFF is supported.")
+    text = decode_text(data, f"Mesh {path}")
 
     lines: list[tuple[int, str]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(split_lines(text), start=1):
         content = raw.split("#", 1)[0].strip()
         if content:
             lines.append((number, content))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from t2m_cli.errors import DataError
+from t2m_cli.textio import check_strings
 
 _HOW_TO_FIX = "t2m reads only plain data from pickles"
 
@@ -120,8 +121,8 @@ def _allowed() -> dict[tuple[str, str], Callable[..., Any]]:
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BufferedIOBase, allowed: dict) -> None:
-        super().__init__(file)
+    def __init__(self, file: io.BufferedIOBase, allowed: dict, encoding: str = "ASCII") -> None:
+        super().__init__(file, encoding=encoding)
         self._allowed = allowed
 
     def find_class(self, module: str, name: str) -> Any:
@@ -137,6 +138,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def safe_load(path_or_bytes: Path | str | bytes, *, source: str | None = None) -> object:
     """Unpickle plain data (containers, numbers, strings, numpy arrays, torch tensors).
 
+    Pickles written by Python 2 are read too. Python 2 stored text and an array's raw data
+    alike as byte strings, which Python 3 cannot tell apart; as numpy's own loader does, they
+    are read as Latin-1 (so an array gets its bytes back unchanged), and then every string
+    whose bytes are UTF-8, as Python 2 code wrote names, is decoded as UTF-8.
+
     Args:
         path_or_bytes: a pickle file, or its bytes.
         source: how to name the pickle in error messages (default: the path).
@@ -145,8 +151,9 @@ def safe_load(path_or_bytes: Path | str | bytes, *, source: str | None = None) -
         The unpickled object; tensors are rebuilt on the CPU without grad or hooks.
 
     Raises:
-        DataError: the file is missing, is not a readable pickle, or names any global outside
-            the allow-list (nothing it names is called).
+        DataError: the file is missing, is not a readable pickle, names any global outside
+            the allow-list (nothing it names is called), or a string in it (a class name, a
+            text) holds a control character (`t2m_cli.textio.check_strings`, naming the key).
     """
     if isinstance(path_or_bytes, bytes):
         data = path_or_bytes
@@ -160,10 +167,54 @@ def safe_load(path_or_bytes: Path | str | bytes, *, source: str | None = None) -
         except OSError as exc:
             raise DataError(f"{what} cannot be read ({exc.strerror or exc}).") from None
     try:
-        return _RestrictedUnpickler(io.BytesIO(data), _allowed()).load()
+        value = _unpickle(data, what, "ASCII")
+    except UnicodeDecodeError:
+        value = _from_python2(_unpickle(data, f"{what} (a Python 2 pickle)", "latin1"), what)
+    check_strings(value, what)
+    return value
+
+
+def _unpickle(data: bytes, what: str, encoding: str) -> object:
+    """Run the restricted unpickler; a refusal or damage becomes a `DataError` naming `what`.
+
+    With ``encoding="ASCII"`` a Python 2 byte string that is not ASCII raises its
+    `UnicodeDecodeError`, for `safe_load` to read the pickle again as Python 2's.
+    """
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data), _allowed(), encoding).load()
     except _Refused as exc:
         raise DataError(f"Refused to load {what}: it asks for {exc.name}; {_HOW_TO_FIX}.") from None
+    except UnicodeDecodeError as exc:
+        # Only Python 2's byte strings are decoded with `encoding`; Python 3 writes UTF-8.
+        if encoding == "ASCII" and exc.encoding.lower() == "ascii":
+            raise
+        raise _damaged(what, exc) from None
     except Exception as exc:  # a damaged pickle raises many types; nothing outside ran
-        raise DataError(
-            f"{what} is not a readable pickle ({type(exc).__name__}: {exc}); download it again."
-        ) from None
+        raise _damaged(what, exc) from None
+
+
+def _damaged(what: str, exc: Exception) -> DataError:
+    return DataError(
+        f"{what} is not a readable pickle ({type(exc).__name__}: {exc}); download it again."
+    )
+
+
+def _from_python2(value: Any, what: str) -> Any:
+    """`value` with every string whose Latin-1 bytes are UTF-8 decoded as UTF-8."""
+    try:
+        return _utf8_strings(value)
+    except RecursionError:
+        raise DataError(f"{what} nests containers too deeply to be plain data.") from None
+
+
+def _utf8_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return value.encode("latin-1").decode("utf-8")
+        except UnicodeError:  # Latin-1 text, or a Python 2 unicode string beyond Latin-1
+            return value
+    if isinstance(value, dict):
+        return type(value)((_utf8_strings(k), _utf8_strings(v)) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return type(value)(_utf8_strings(item) for item in value)
+    return value
