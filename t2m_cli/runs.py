@@ -20,13 +20,22 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from t2m_cli import __version__
-from t2m_cli.atomic import load_safetensors, read_json, save_safetensors, write_json, write_text
+from t2m_cli.atomic import (
+    dumps_json,
+    load_safetensors,
+    read_json,
+    save_safetensors,
+    write_json,
+    write_text,
+)
 from t2m_cli.config import Config, config_to_dict, load_config
 from t2m_cli.errors import DataError, UserInputError
 from t2m_cli.paths import (
@@ -37,6 +46,7 @@ from t2m_cli.paths import (
     RUN_INFO,
     TRAIN_STATE,
 )
+from t2m_cli.textio import read_text, split_lines
 from t2m_cli.yamlio import write_yaml
 
 if TYPE_CHECKING:
@@ -62,31 +72,61 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def create_run(config: Config, info: dict[str, Any]) -> Path:
-    """Create a run folder holding the resolved config and ``run.json``.
+# Every file a run writes at its top level; `new_run` removes them from a run that saved no epoch.
+_RUN_FILES = (RUN_CONFIG, RUN_INFO, METRICS, CHECKPOINT_BEST, CHECKPOINT_LAST, TRAIN_STATE)
+
+
+@contextmanager
+def new_run(config: Config, info: dict[str, Any]) -> Iterator[Path]:
+    """Create a run folder holding the resolved config and ``run.json``, for the block that
+    trains into it; undo it if the block fails before the run's first epoch is saved.
+
+    A run with no saved epoch has nothing to resume, and left on disk it would only make the
+    next `t2m train` with the same ``run.name`` refuse: so the files it wrote are removed, and
+    the folder with everything in it when this run created it (a folder that was there before
+    keeps what it held). A run that saved an epoch stays, for ``t2m train --resume``.
 
     Args:
         config: the validated config; ``run.dir`` / ``run.name`` place the folder (a
             timestamp and the hypernetwork type when ``run.name`` is unset).
         info: the first contents of ``run.json`` (seed, device, dataset, versions, ...).
 
-    Returns:
+    Yields:
         the new run folder.
 
     Raises:
         UserInputError: the folder already holds a run.
     """
+    import shutil
+
     name = config.run.name or datetime.now().strftime(f"%Y%m%d-%H%M%S-{config.model.hn_type}")
     folder = config.run.dir / name
     if (folder / RUN_INFO).exists():
-        raise UserInputError(
-            f"Run folder {folder} already holds a run. Choose another run.name "
-            "(or delete that folder)."
+        message = (
+            f"Run folder {folder} already holds a run. Choose another run.name (or delete that "
+            "folder)."
         )
+        if not has_state(folder):
+            # Nothing to resume; only a hard kill leaves such a folder, or a run still training.
+            message += (
+                " It has no finished epoch: it is still training, or it was stopped before its "
+                "first epoch ended. If it is not running, delete the folder and train again."
+            )
+        raise UserInputError(message)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    write_yaml(folder / RUN_CONFIG, config_to_dict(config))
-    write_json(folder / RUN_INFO, info)
-    return folder
+    try:
+        write_yaml(folder / RUN_CONFIG, config_to_dict(config))
+        write_json(folder / RUN_INFO, info)
+        yield folder
+    except BaseException:
+        if not has_state(folder):
+            if created:
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                for file in _RUN_FILES:
+                    (folder / file).unlink(missing_ok=True)
+        raise
 
 
 def is_run(folder: Path) -> bool:
@@ -168,13 +208,9 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             f"Metrics file {path} does not exist; pass the metrics.jsonl of a training run "
             "(it is written in the run's folder)."
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise DataError(f"Could not read metrics file {path} ({reason}).") from exc
+    text = read_text(path, "Metrics file")
     records: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(split_lines(text), start=1):
         if not line.strip():
             continue
         try:
@@ -206,7 +242,7 @@ def truncate_metrics(folder: Path, epoch: int) -> None:
     path = metrics_path(folder)
     if path.is_file():
         kept = [r for r in read_metrics(path) if r["epoch"] <= epoch]
-        write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+        write_text(path, "".join(dumps_json(r) + "\n" for r in kept))
 
 
 def has_state(folder: Path) -> bool:
@@ -216,7 +252,7 @@ def has_state(folder: Path) -> bool:
 
 def save_state(folder: Path, tensors: dict[str, torch.Tensor], facts: dict[str, Any]) -> None:
     """Write the state a resume needs: tensors (weights, momentum, generators) and facts."""
-    save_safetensors(folder / TRAIN_STATE, tensors, {"t2m": json.dumps(facts)})
+    save_safetensors(folder / TRAIN_STATE, tensors, {"t2m": dumps_json(facts)})
 
 
 def load_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -224,11 +260,16 @@ def load_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
     Raises:
         UserInputError: the run stopped before its first epoch ended (no state).
-        DataError: the state file is damaged.
+        DataError: the state file is damaged or holds NaN or infinite values.
     """
     if not has_state(folder):
         raise UserInputError(
-            f"{folder} has no {TRAIN_STATE}: it stopped before its first epoch ended. "
-            "Start it again with `t2m train`."
+            f"{folder} has no {TRAIN_STATE}: it stopped before its first epoch ended, so there "
+            "is nothing to resume. Delete that folder and train again with `t2m train`."
         )
-    return load_safetensors(folder / TRAIN_STATE, "Training state")
+    try:
+        return load_safetensors(folder / TRAIN_STATE, "Training state", finite=True)
+    except DataError as exc:
+        raise DataError(
+            f"{exc} The run cannot be resumed from it; train again with `t2m train`."
+        ) from None

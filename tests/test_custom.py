@@ -27,7 +27,7 @@ def make_folder(root: Path, *, split: bool = True, yaml_text: str | None = None)
         yaml_text += "\nseal: a grey sea animal\n"
     (root / "descriptions.yaml").write_text(yaml_text)
     if split:
-        parts = {"seen": CLASSES[:3], "val": ["lion"], "unseen": ["whale", "seal"]}
+        parts = {"seen": CLASSES[:2], "val": ["horse", "lion"], "unseen": ["whale", "seal"]}
         (root / "split.json").write_text(json.dumps(parts))
     (root / "attributes.json").write_text(json.dumps({"zebra": ["striped"], "tiger": ["striped"]}))
     return root
@@ -40,7 +40,7 @@ def test_valid_folder_converts_and_loads(tmp_path: Path) -> None:
     dst = convert_custom(src, tmp_path / "t2m")
     ds = load_dataset(dst, "mine", "custom")
     assert ds.classes == CLASSES
-    assert ds.split.seen == ("zebra", "tiger", "horse") and ds.split.unseen == ("whale", "seal")
+    assert ds.split.seen == ("zebra", "tiger") and ds.split.unseen == ("whale", "seal")
     assert ds.features.shape == (60, 4)
     assert int(ds.is_test.sum()) == 18
     assert ds.descriptions["seal"] == ["a grey sea animal"]
@@ -56,7 +56,7 @@ def test_without_split_and_is_test_draws_them(tmp_path: Path) -> None:
     ds = load_dataset(first, "mine", "x")
     again = load_dataset(second, "mine", "x")
     assert ds.split == again.split
-    assert (len(ds.split.seen), len(ds.split.val), len(ds.split.unseen)) == (3, 1, 2)
+    assert (len(ds.split.seen), len(ds.split.val), len(ds.split.unseen)) == (2, 2, 2)
     assert int(ds.is_test.sum()) == 12  # 2 of each class's 10 rows
     assert ds.meta["split"].startswith("drawn")
 

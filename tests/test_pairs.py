@@ -10,6 +10,7 @@ import torch
 from t2m_cli.data.dataset import Split, ZeroShotDataset, load_dataset
 from t2m_cli.data.texts import TextBank
 from t2m_cli.encoders.text import HashingEncoder
+from t2m_cli.errors import DataError
 from t2m_cli.models.hypernet import EVHypernet, build_hypernet, linear_target
 from t2m_cli.scoring import pairs as pairs_module
 from t2m_cli.scoring.metrics import harmonic_mean, running_counter_accuracies, summarize
@@ -237,17 +238,30 @@ def test_linear_fast_path_equals_the_generic_path(part, chunk):
     bank = _bank(ds.classes)
     torch.manual_seed(0)
     hn = build_hypernet("EV", text_dim=bank.dim, feature_dim=ds.feature_dim, hidden=8)
-    classes = ["c6", "c2", "c0", "c3", "c1", "c5", "c4"]  # c3 has no rows
+    order = ["c6", "c2", "c0", "c3", "c1", "c5", "c4"]
+    # Not in label order, of uneven sizes; a class with no rows in the part cannot be scored.
+    classes = [c for c in order if len(ds.class_rows(c, part))]
+    assert len(classes) >= 4
     assert is_linear(hn) and not is_linear(_Wrapped(hn))
     fast = pair_accuracies(hn, bank, ds, classes, part, torch.Generator().manual_seed(3), chunk)
     slow = pair_accuracies(
         _Wrapped(hn), bank, ds, classes, part, torch.Generator().manual_seed(3), chunk
     )
     assert torch.equal(fast[0], slow[0])
-    # Bit for bit, NaN included (a pair with no rows in this part is 0 / 0, as before).
-    torch.testing.assert_close(fast[1], slow[1], rtol=0, atol=0, equal_nan=True)
-    scored = fast[1][~fast[1].isnan()]
-    assert len(scored) > 0 and bool(((scored >= 0) & (scored <= 1)).all())
+    torch.testing.assert_close(fast[1], slow[1], rtol=0, atol=0)
+    assert bool(((fast[1] >= 0) & (fast[1] <= 1)).all())
+
+
+@pytest.mark.parametrize(("part", "words"), [("all", "no rows"), ("test", "no held-out rows")])
+def test_a_class_without_rows_to_score_is_refused(part, words):
+    """A pair with one empty class would be scored on its partner's rows alone."""
+    ds = _uneven_dataset()
+    bank = _bank(ds.classes)
+    hn = build_hypernet("EV", text_dim=bank.dim, feature_dim=ds.feature_dim, hidden=8)
+    empty = [c for c in ds.classes if not len(ds.class_rows(c, part))]
+    assert "c3" in empty
+    with pytest.raises(DataError, match=rf"Classes \[.*'c3'.*\] of dataset 'uneven' have {words}"):
+        pair_accuracies(hn, bank, ds, ds.classes, part, torch.Generator())
 
 
 def test_ties_go_to_the_first_class_on_both_paths():
@@ -276,9 +290,9 @@ def test_scoring_a_chunk_does_not_copy_features_per_pair(monkeypatch):
         raise AssertionError("the linear path gathered features")
 
     monkeypatch.setattr(pairs_module, "correct_generic", refuse)
-    pairs, acc = pair_accuracies(hn, bank, ds, ds.classes, "all", torch.Generator(), chunk=8)
-    assert len(acc) == len(pairs) == 7 * 6
-    # c3 has no rows: its pairs are scored on the partner's rows alone.
+    classes = [c for c in ds.classes if c != "c3"]  # c3 has no rows
+    pairs, acc = pair_accuracies(hn, bank, ds, classes, "all", torch.Generator(), chunk=8)
+    assert len(acc) == len(pairs) == 6 * 5
     assert not bool(torch.isnan(acc).any())
 
 
@@ -287,9 +301,10 @@ def test_generator_is_consumed_one_draw_per_chunk_in_pair_order():
     bank = _bank(ds.classes)
     hn = build_hypernet("EV", text_dim=bank.dim, feature_dim=ds.feature_dim, hidden=8)
     generator = torch.Generator().manual_seed(5)
-    pair_accuracies(hn, bank, ds, ds.classes, "all", generator, chunk=10)
+    classes = [c for c in ds.classes if c != "c3"]  # c3 has no rows
+    pair_accuracies(hn, bank, ds, classes, "all", generator, chunk=10)
     replay = torch.Generator().manual_seed(5)
-    labels = ordered_pairs(len(ds.classes))
+    labels = torch.tensor([ds.index(c) for c in classes])[ordered_pairs(len(classes))]
     for start in range(0, len(labels), 10):
         bank.draw(labels[start : start + 10], replay)
     assert torch.equal(generator.get_state(), replay.get_state())

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 from test_custom import make_folder
-from test_original import write_original
+from test_original import LAYOUT, write_original
 from test_xlsa17 import fake_res101, real_splits
 from typer.testing import CliRunner
 
@@ -119,17 +119,20 @@ def test_file_entries_are_not_datasets(tmp_path, name):
     assert "feeds another dataset" in result.stderr
 
 
-def test_a_split_with_one_validation_class_is_a_clear_error(tmp_path):
-    write_original(tmp_path / "src", "awa")  # its layout has a single validation class
+def test_a_split_with_one_validation_class_is_refused_at_download(tmp_path):
+    layout = {**LAYOUT, "train_hn": {"bat": 2}, "eval_hn": {"bat": 1}}
+    write_original(tmp_path / "src", "awa", layout)
     archive = tmp_path / "awa.zip"
     with zipfile.ZipFile(archive, "w") as z:
         for f in (tmp_path / "src").rglob("*.pkl"):
             z.write(f, f.relative_to(tmp_path / "src"))
-    cache = ["--cache-dir", str(tmp_path / "cache")]
-    assert runner.invoke(app, ["download", "awa", "--from", str(archive), *cache]).exit_code == 0
-    result = _train(tmp_path, "awa", "original")
+    cache = tmp_path / "cache"
+    args = ["download", "awa", "--from", str(archive), "--cache-dir", str(cache)]
+    result = runner.invoke(app, args)
     assert result.exit_code == 2
-    assert "at least two" in result.stderr
+    assert "1 class in 'val' (bat)" in result.stderr and "at least 2" in result.stderr
+    assert "train_hn.pkl" in result.stderr and "Traceback" not in result.output
+    assert not (cache / "datasets" / "awa").exists()
 
 
 def test_a_malicious_pickle_in_a_download_exits_2_and_runs_nothing(tmp_path):

@@ -144,33 +144,77 @@ def small_files(
     return tmp_path / "res101.mat", tmp_path / "att_splits.mat"
 
 
+def usable_files(tmp_path: Path, *, with_val: bool = True) -> tuple[Path, Path]:
+    """Ten images of six classes: a, b, e, f seen (b, f validation), c, d unseen; every seen
+    class has a training and a held-out image, so the split converts."""
+    names = np.empty((6, 1), dtype=object)
+    for i, c in enumerate(["a", "b", "c", "d", "e", "f"]):
+        names[i, 0] = np.array([c])
+
+    def loc(*images: int) -> np.ndarray:
+        return np.array([[i] for i in images], dtype=np.uint16)
+
+    change = {
+        "allclasses_names": names,
+        "att": np.array([[1.0, 0.0, 1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0, 0.0, 1.0]]),
+        "trainval_loc": loc(1, 3, 7, 9),
+        "test_seen_loc": loc(2, 4, 8, 10),
+        "test_unseen_loc": loc(5, 6),
+        "train_loc": loc(1, 2, 7, 8),
+        "val_loc": loc(3, 4, 9, 10),
+        "features": np.arange(20, dtype=np.float32).reshape(2, 10),
+        "labels": np.array([[1, 1, 2, 2, 3, 4, 5, 5, 6, 6]]).T,
+    }
+    return small_files(tmp_path, with_val=with_val, **change)
+
+
 def test_small_file_reads(tmp_path: Path) -> None:
     data = read_xlsa17(*small_files(tmp_path))
     assert data.seen == ("a", "b") and data.unseen == ("c", "d") and data.val == ("b",)
     np.testing.assert_array_equal(data.features[0], [0, 6])
     np.testing.assert_array_equal(data.locs["trainval"], [0, 2])
+    # One seen and one validation class: nothing could train on it, so nothing is written.
+    with pytest.raises(DataError, match=r"1 class in 'val' \(b\).*at least 2"):
+        to_t2m(data, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_usable_file_converts(tmp_path: Path) -> None:
+    data = read_xlsa17(*usable_files(tmp_path))
+    assert data.seen == ("a", "b", "e", "f") and data.val == ("b", "f")
     root = to_t2m(data, tmp_path / "out", attribute_names=["x", "y"], threshold=0.5)
     ds = load_dataset(root, "small", "res101")
-    assert ds.split.seen == ("a",) and ds.split.val == ("b",)
-    assert ds.is_test.tolist() == [False, True, False, True, True, True]
-    assert ds.attributes == {"a": ["x"], "b": ["y"], "c": ["x", "y"], "d": []}
+    assert ds.split.seen == ("a", "e") and ds.split.val == ("b", "f")
+    assert ds.split.unseen == ("c", "d")
+    assert ds.is_test.tolist() == [False, True] * 2 + [True] * 2 + [False, True] * 2
+    assert ds.attributes == {
+        "a": ["x"],
+        "b": ["y"],
+        "c": ["x", "y"],
+        "d": [],
+        "e": ["x"],
+        "f": ["y"],
+    }
 
 
 def test_no_val_loc_needs_n_val(tmp_path: Path) -> None:
-    data = read_xlsa17(*small_files(tmp_path, with_val=False))
+    data = read_xlsa17(*usable_files(tmp_path, with_val=False))
     assert data.val is None
     assert data.version == ("trainval_loc", "test_seen_loc", "test_unseen_loc")
     assert any("val_loc" in note for note in data.notes)
     with pytest.raises(DataError, match="n_val"):
         to_t2m(data, tmp_path / "out")
-    first = to_t2m(data, tmp_path / "one", n_val=1, seed=3)
-    second = to_t2m(data, tmp_path / "two", n_val=1, seed=3)
+    first = to_t2m(data, tmp_path / "one", n_val=2, seed=3)
+    second = to_t2m(data, tmp_path / "two", n_val=2, seed=3)
     assert (first / "split.json").read_text() == (second / "split.json").read_text()
     ds = load_dataset(first, "small", "res101")
-    assert len(ds.split.val) == 1 and len(ds.split.seen) == 1
+    assert len(ds.split.val) == 2 and len(ds.split.seen) == 2
     assert ds.meta["val"].startswith("carved")
-    with pytest.raises(DataError, match="n_val"):
-        to_t2m(data, tmp_path / "three", n_val=2)
+    # One validation class cannot choose an epoch; three would leave one seen class.
+    for n_val in (1, 3):
+        with pytest.raises(DataError, match="give n_val from 2 to 2"):
+            to_t2m(data, tmp_path / "three", n_val=n_val)
+    assert not (tmp_path / "three").exists()
 
 
 @pytest.mark.parametrize(

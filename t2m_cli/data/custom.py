@@ -3,15 +3,17 @@
 The folder holds:
 
 - ``features.npy`` (N, D) numbers, **or** ``features.safetensors`` with a tensor ``features``
-  (N, D); not both. Every value must be finite.
+  (N, D); not both. Every value must be finite, and within float32's range (about 3.4e38).
 - ``labels.npy`` (N,) integers, each an index into ``classes.json``.
 - ``classes.json``: a JSON list of the class names, each once.
 - ``descriptions.yaml`` (or ``.yml``, or ``descriptions.json``; exactly one of them): a mapping
   from each class name to one text or a list of texts. Every class needs at least one.
 - ``split.json`` (optional): ``{"seen": [...], "val": [...], "unseen": [...]}``, class names,
-  each in at most one part. Without it, `convert_custom` draws a seeded split.
+  each in at most one part, and enough of them for training and every protocol (at least two
+  per part, each seen class with training and held-out rows: `t2m_cli.data.requirements`).
+  Without it, `convert_custom` draws a seeded split (at least six classes, each of two rows).
 - ``is_test.npy`` (optional): (N,) bool (or 0/1), True for a class's held-out rows. Without it,
-  `convert_custom` holds out a seeded fraction of each class's rows.
+  `convert_custom` holds out a seeded fraction of each class's rows (at least one, never all).
 - ``attributes.json`` (optional): class name -> list of attribute names.
 
 Example ``descriptions.yaml``::
@@ -37,7 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from t2m_cli.data.dataset import ATTRIBUTES_FILE, SPLIT_FILE, Split, ZeroShotDataset, save_dataset
+from t2m_cli.data.dataset import (
+    ATTRIBUTES_FILE,
+    SPLIT_FILE,
+    Split,
+    ZeroShotDataset,
+    nonfinite_rows,
+    save_dataset,
+)
 from t2m_cli.data.folder_files import (
     AttributesFile,
     ClassesFile,
@@ -46,12 +55,16 @@ from t2m_cli.data.folder_files import (
     SplitFile,
     check_file,
 )
+from t2m_cli.data.requirements import MIN_CLASSES, MIN_ROWS, split_requirements
 from t2m_cli.errors import DataError
+from t2m_cli.textio import check_strings, read_text
 
 if TYPE_CHECKING:
     import numpy as np
 
 FEATURE_FILES = ("features.npy", "features.safetensors")
+DEFAULT_TEST_FRACTION = 0.2
+"""Share of each class's rows `convert_custom` holds out when there is no ``is_test.npy``."""
 DESCRIPTION_FILES = ("descriptions.yaml", "descriptions.yml", "descriptions.json")
 
 
@@ -96,17 +109,15 @@ def _load(
 
     try:
         if path.suffix == ".json":
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = json.loads(read_text(path))
+            check_strings(raw, str(path))
         else:
             raw = load_yaml(path, error=DataError).data
     except DataError as exc:
         problems.append(str(exc))
         return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except json.JSONDecodeError as exc:
         problems.append(f"{path.name} is not valid JSON ({exc}); fix its syntax.")
-        return None
-    except OSError as exc:
-        problems.append(f"{path.name} cannot be read ({exc}).")
         return None
     value, found = check_file(model, raw, path.name, classes)
     problems.extend(found)
@@ -154,14 +165,23 @@ def _read_features(root: Path, problems: list[str]) -> np.ndarray | None:
             f"{features.shape}."
         )
         return None
-    bad = ~np.isfinite(features).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        problems.append(
-            f"{path.name} has NaN or infinite values in {rows.size} rows (first: row "
-            f"{int(rows[0])}); fix or drop those samples."
-        )
     return features
+
+
+def _finite_problem(root: Path, folder: _Folder) -> str | None:
+    """A bad-rows problem of the features, naming each row's class where the labels allow."""
+    import numpy as np
+
+    assert folder.features is not None
+    # Checked as converted: a float64 value beyond float32's range becomes infinite there.
+    with np.errstate(over="ignore"):
+        stored = folder.features.astype(np.float32, copy=False)
+    where = nonfinite_rows(stored, folder.labels, folder.classes)
+    if where is None:
+        return None
+    name = next(n for n in FEATURE_FILES if (root / n).is_file())
+    beyond = " (beyond float32's range)" if np.isfinite(folder.features).all() else ""
+    return f"{name} has {where}{beyond}; fix or drop those samples and their labels."
 
 
 def _read_labels(root: Path, problems: list[str]) -> np.ndarray | None:
@@ -236,6 +256,8 @@ def _read(root: Path) -> _Folder:
     folder.features = _read_features(root, problems)
     folder.labels = _read_labels(root, problems)
     folder.classes = _read_classes(root, problems)
+    if folder.features is not None and (problem := _finite_problem(root, folder)):
+        problems.append(problem)
     folder.descriptions = _read_descriptions(root, problems, folder.classes)
     if (root / SPLIT_FILE).is_file():
         folder.split = _load(root / SPLIT_FILE, SplitFile, problems, folder.classes)
@@ -268,30 +290,69 @@ def _read(root: Path) -> _Folder:
                 f"classes {empty} have no rows in labels.npy; add samples or remove them from "
                 "classes.json."
             )
-    if folder.split is None and classes is not None and len(classes) < 3:
-        problems.append(
-            f"there is no split.json and only {len(classes)} classes; a drawn split needs at "
-            "least 3 (seen, validation, unseen). Add classes or write split.json."
-        )
-    if (
-        folder.split is not None
-        and folder.is_test is not None
-        and labels is not None
-        and classes is not None
-        and len(folder.is_test) == len(labels)
-    ):
-        index = {c: i for i, c in enumerate(classes)}
-        no_train = [
-            c
-            for c in folder.split.seen
-            if c in index and not ((labels == index[c]) & ~folder.is_test).any()
-        ]
-        if no_train:
-            problems.append(
-                f"seen classes {no_train} have no training rows (is_test is True for all "
-                "their rows); leave some rows False."
-            )
+    problems.extend(_split_problems(folder, (root / SPLIT_FILE).is_file()))
     return folder
+
+
+def _held_out(n: int, fraction: float) -> int:
+    """Rows of an n-row class that `convert_custom` holds out without ``is_test.npy``: at
+    least one and at most n - 1, so a class of two or more rows can be seen (it has both)."""
+    return min(n - 1, max(1, int(n * fraction))) if n >= MIN_ROWS else 0
+
+
+def _split_problems(folder: _Folder, split_file: bool) -> list[str]:
+    """What `split_requirements` says of the split and held-out rows the folder will get.
+
+    Held-out rows are those of ``is_test.npy``, or those `convert_custom` would draw. Without
+    ``split.json`` the split is drawn, so any class may become seen or validation; the folder
+    then needs enough classes for every part, and every class a training and a held-out row.
+    Nothing is said when the labels (or ``is_test.npy``) are unusable: that is reported already.
+    """
+    import numpy as np
+
+    labels, classes, is_test = folder.labels, folder.classes, folder.is_test
+    if labels is None or classes is None or ((labels < 0) | (labels >= len(classes))).any():
+        return []
+    if is_test is not None and len(is_test) != len(labels):
+        return []
+    n = len(classes)
+    if is_test is not None:
+        train = np.bincount(labels[~is_test], minlength=n)
+        test = np.bincount(labels[is_test], minlength=n)
+    else:
+        total = np.bincount(labels, minlength=n)
+        test = np.array([_held_out(int(k), DEFAULT_TEST_FRACTION) for k in total], dtype=np.int64)
+        train = total - test
+    rows = {c: (int(train[i]), int(test[i])) for i, c in enumerate(classes)}
+    if split_file:
+        if folder.split is None:  # split.json itself is invalid, and reported
+            return []
+        return [f"{SPLIT_FILE} {p}" for p in split_requirements(folder.split.model_dump(), rows)]
+    problems = []
+    needed = sum(MIN_CLASSES.values())
+    if n < needed:
+        problems.append(
+            f"there is no {SPLIT_FILE} and only {n} classes; a drawn split needs at least "
+            f"{needed} ({', '.join(f'{k} {part}' for part, k in MIN_CLASSES.items())}). Add "
+            f"classes or write {SPLIT_FILE}."
+        )
+    lacking = [
+        c
+        for c, (k_train, k_test) in rows.items()
+        if k_train + k_test > 0 and not (k_train and k_test)
+    ]
+    if lacking:
+        how = (
+            "is_test.npy must leave each a training row and hold out another"
+            if is_test is not None
+            else f"each needs at least {MIN_ROWS} rows"
+        )
+        problems.append(
+            f"there is no {SPLIT_FILE}, so any class may be drawn as seen, and a seen class "
+            f"needs training and held-out rows: classes {lacking} lack one or the other "
+            f"({how}). Write {SPLIT_FILE} putting them in 'val' or 'unseen', or fix their rows."
+        )
+    return problems
 
 
 def check_custom(path: Path) -> list[str]:
@@ -314,7 +375,7 @@ def convert_custom(
     seed: int = 0,
     val_fraction: float = 0.1,
     unseen_fraction: float = 0.25,
-    test_fraction: float = 0.2,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
 ) -> Path:
     """Check a bring-your-own-data folder and write it as a t2m dataset folder.
 
@@ -365,7 +426,7 @@ def convert_custom(
         is_test = np.zeros(len(labels), dtype=bool)
         for c in range(len(classes)):
             rows = np.flatnonzero(labels == c)
-            n_test = int(len(rows) * test_fraction)
+            n_test = _held_out(len(rows), test_fraction)
             is_test[rng.choice(rows, size=n_test, replace=False)] = True
         test_source = f"drawn: {test_fraction} of each class's rows, seed {seed}"
     dataset = ZeroShotDataset(
@@ -390,10 +451,13 @@ def convert_custom(
 def _draw_split(
     classes: list[str], rng: np.random.Generator, val_fraction: float, unseen_fraction: float
 ) -> Split:
-    # `_read` has made sure of at least 3 classes: one per part.
+    # `_read` has made sure of enough classes for every part's minimum.
     n = len(classes)
-    n_unseen = min(max(1, round(n * unseen_fraction)), n - 2)
-    n_val = min(max(1, round(n * val_fraction)), n - 1 - n_unseen)
+    least = MIN_CLASSES
+    n_unseen = min(
+        max(least["unseen"], round(n * unseen_fraction)), n - least["seen"] - least["val"]
+    )
+    n_val = min(max(least["val"], round(n * val_fraction)), n - least["seen"] - n_unseen)
     order = [classes[int(i)] for i in rng.permutation(n)]
     unseen, val = set(order[:n_unseen]), set(order[n_unseen : n_unseen + n_val])
     return Split(

@@ -5,7 +5,9 @@ folder (`load_dataset`, `t2m encode`) validate these files with the models here,
 the same messages wherever it is read, and every problem in it is reported at once:
 
 - ``split.json``: ``{"seen": [...], "val": [...], "unseen": [...]}``, lists of class names, a
-  class at most once in at most one part, at least one seen and one unseen class.
+  class at most once in at most one part, at least one seen and one unseen class. What the
+  parts need beyond the file's shape (classes with rows, enough of them for training and the
+  protocols) is `t2m_cli.data.requirements`, which needs the data as well.
 - ``descriptions.json`` (an import folder may use ``descriptions.yaml``): class name -> a text
   or a list of texts, none blank; texts are kept stripped.
 - ``attributes.json``: class name -> list of attribute names.

@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from t2m_cli.data.dataset import Split, ZeroShotDataset, save_dataset
+from t2m_cli.data.dataset import Split, ZeroShotDataset, check_finite_features, save_dataset
+from t2m_cli.data.requirements import MIN_CLASSES
 from t2m_cli.data.texts import class_name_text
 from t2m_cli.errors import DataError
+from t2m_cli.textio import check_strings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -111,6 +113,7 @@ def _names(raw: Any, path: Path) -> list[str]:
                 f"{path}: 'allclasses_names' must be a cell array of non-empty class names."
             )
         names.append(str(value[0]).strip())
+    check_strings(names, f"{path}: 'allclasses_names'")
     if len(set(names)) != len(names):
         raise DataError(f"{path}: 'allclasses_names' lists a class twice; the file is damaged.")
     return names
@@ -149,8 +152,8 @@ def read_xlsa17(res101: Path, splits: Path) -> Xlsa17Data:
 
     Raises:
         DataError: a file is missing or unreadable, a field is missing, an index is out of range
-            or repeated, the sizes disagree, or seen and unseen classes overlap; the message
-            names the field.
+            or repeated, the sizes disagree, a feature is NaN or infinite, or seen and unseen
+            classes overlap; the message names the field.
     """
     import numpy as np
 
@@ -174,7 +177,16 @@ def read_xlsa17(res101: Path, splits: Path) -> Xlsa17Data:
             f"{res101}: 'features' is {features.shape[0]} x {features.shape[1]} but 'labels' has "
             f"{n} entries; N must match (features are D x N)."
         )
-    features = np.ascontiguousarray(features, dtype=np.float32)
+    with np.errstate(over="ignore"):  # a value beyond float32's range is refused below
+        features = np.ascontiguousarray(features, dtype=np.float32)
+    check_finite_features(
+        features,
+        f"{res101}: 'features' (images counted from 0)",
+        "t2m converts only finite features (within float32's range): use the published "
+        "res101.mat, or fix or drop those images.",
+        labels,
+        classes,
+    )
 
     version = tuple(k for k in (*REQUIRED_LOCS, *OPTIONAL_LOCS) if k in smat)
     for key in REQUIRED_LOCS:
@@ -264,12 +276,23 @@ def xlsa17_text(name: str) -> str:
 
 
 def carve_val(seen: Sequence[str], n_val: int, seed: int) -> tuple[str, ...]:
-    """Pick ``n_val`` of the seen classes for validation, the same ones for the same seed."""
+    """Pick ``n_val`` of the seen classes for validation, the same ones for the same seed.
+
+    Raises:
+        DataError: ``n_val`` leaves fewer than the fewest classes validation or the seen part
+            need (`t2m_cli.data.requirements.MIN_CLASSES`).
+    """
     import numpy as np
 
-    if not 0 <= n_val < len(seen):
+    low, high = MIN_CLASSES["val"], len(seen) - MIN_CLASSES["seen"]
+    if not low <= n_val <= high:
         raise DataError(
-            f"n_val={n_val} must be at least 0 and less than the {len(seen)} seen classes."
+            f"n_val={n_val} (--n-val) cannot split {len(seen)} seen classes: validation needs "
+            f"at least {low} classes and the seen part keeps at least {MIN_CLASSES['seen']}, so "
+            f"give n_val from {low} to {high}."
+            if low <= high
+            else f"The xlsa17 files have {len(seen)} seen classes, too few to carve "
+            f"{low} validation classes out and keep {MIN_CLASSES['seen']} seen."
         )
     pool = sorted(seen)
     chosen = np.random.default_rng(seed).choice(len(pool), size=n_val, replace=False)
@@ -313,7 +336,9 @@ def to_t2m(
 
     Raises:
         DataError: no validation classes (no ``val_loc`` and no ``n_val``), an ``n_val`` out of
-            range, or attribute names that do not fit the file.
+            range, a split that training or a protocol could not use
+            (`t2m_cli.data.requirements`), attribute names that do not fit the file, or an
+            ``att`` that is not finite.
         UserInputError: ``dst`` holds something by the time the new folder is ready.
         RunFailure: ``dst`` could not be written.
     """
@@ -330,7 +355,8 @@ def to_t2m(
     else:
         raise DataError(
             f"{data.files.get('splits', 'The splits file')} has no 'val_loc', so it names no "
-            "validation classes; pass n_val to carve that many seen classes out (seeded)."
+            "validation classes; give `t2m data import` --n-val N (n_val in Python) to carve "
+            "N seen classes out as validation classes (seeded)."
         )
     split = Split(
         seen=tuple(c for c in data.seen if c not in val), val=val, unseen=tuple(data.unseen)
@@ -349,6 +375,13 @@ def to_t2m(
                 "attributes per class; give one name per row of 'att'."
             )
         att = data.class_att
+        bad = [data.classes[i] for i in np.flatnonzero(~np.isfinite(att).all(axis=1))]
+        if bad:
+            raise DataError(
+                f"{data.files.get('splits', 'the splits file')}: 'att' has NaN or infinite "
+                f"values for classes {bad[:3]}{' ...' if len(bad) > 3 else ''}, so their "
+                "attributes cannot be told; fix the file, or convert without attribute names."
+            )
         cut = att.mean(axis=0) if threshold is None else np.full(att.shape[1], threshold)
         attributes = {
             c: [str(a) for a, on in zip(attribute_names, att[i] > cut) if on]
@@ -376,4 +409,6 @@ def to_t2m(
         meta=meta,
         attributes=attributes or {},
     )
-    return save_dataset(dataset, dst, feature_name)
+    splits = data.files.get("splits", "the splits file")
+    source = f"{splits}, validation {val_source}" if val_source == "val_loc" else val_source
+    return save_dataset(dataset, dst, feature_name, split_source=source)

@@ -60,8 +60,26 @@ def class_scores(
     return inducer.target(params, x)[0].cpu()
 
 
+def _class_rows(dataset: ZeroShotDataset, classes: Sequence[str], part: str) -> list[torch.Tensor]:
+    """Each class's rows of ``part``.
+
+    Raises:
+        DataError: a class has none: its per-class accuracy would be 0 / 0.
+    """
+    rows = [dataset.class_rows(c, part) for c in classes]
+    empty = [c for c, r in zip(classes, rows) if len(r) == 0]
+    if empty:
+        which = {"test": "held-out ", "train": "training "}.get(part, "")
+        raise DataError(
+            f"Classes {empty} of dataset '{dataset.name}' have no {which}rows to score them on. "
+            "Give each class of the split such rows (`t2m data check` lists what a split "
+            "needs), then import the data again."
+        )
+    return rows
+
+
 def _rows(dataset: ZeroShotDataset, classes: Sequence[str], part: str) -> torch.Tensor:
-    return torch.cat([dataset.class_rows(c, part) for c in classes])
+    return torch.cat(_class_rows(dataset, classes, part))
 
 
 @dataclass
@@ -146,11 +164,13 @@ def calibration_rows(
 
     Returns:
         (tune_rows, report_rows) dataset row indices.
+
+    Raises:
+        DataError: a class has no held-out rows.
     """
     generator = torch.Generator().manual_seed(seed)
     tune, report = [], []
-    for name in classes:
-        rows = dataset.class_rows(name, "test")
+    for rows in _class_rows(dataset, classes, "test"):
         rows = rows[torch.randperm(len(rows), generator=generator)]
         n_tune = min(len(rows) - 1, round(share * len(rows)))
         tune.append(rows[:n_tune])
