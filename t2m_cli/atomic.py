@@ -8,6 +8,7 @@ of the safetensors files written here.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import uuid
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from t2m_cli.errors import DataError, RunFailure, UserInputError
+from t2m_cli.textio import check_strings, read_text
 
 if TYPE_CHECKING:
     import torch
@@ -130,9 +132,38 @@ def write_text(path: Path, text: str) -> None:
             os.fsync(file.fileno())
 
 
+def dumps_json(data: Any, indent: int | None = None) -> str:
+    """Strict JSON text of `data`: the one serialiser of every JSON t2m writes.
+
+    JSON has no NaN or Infinity. Python writes them as bare ``NaN`` / ``Infinity`` by default,
+    which strict parsers (``jq``, JavaScript, Go, ``json.loads`` with ``parse_constant``) reject,
+    so a float that is not finite is written as ``null``: t2m's mark of a value that is
+    undefined (a pair without rows, a SEM of one value). Training, checkpoints and feature files
+    refuse non-finite numbers before they get here, so this only ever meets undefined values.
+
+    Args:
+        data: JSON-serialisable data (dicts, lists, tuples, str, int, float, bool, None).
+        indent: as for `json.dumps`; None writes one line (a ``.jsonl`` record, a header).
+
+    Returns:
+        The JSON text, without a trailing newline.
+    """
+    return json.dumps(_finite_or_null(data), indent=indent, allow_nan=False)
+
+
+def _finite_or_null(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite_or_null(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite_or_null(value) for value in data]
+    return data
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (indented, trailing newline)."""
-    write_text(path, json.dumps(data, indent=2) + "\n")
+    """Write strict JSON (see `dumps_json`) atomically, indented, with a trailing newline."""
+    write_text(path, dumps_json(data, indent=2) + "\n")
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -143,14 +174,20 @@ def read_json(path: Path, what: str) -> Any:
         what: what it is, for the message (``"split"``, ``"run info"``).
 
     Raises:
-        DataError: the file is missing, unreadable or not valid UTF-8 JSON.
+        DataError: the file is missing or unreadable, its text is refused by
+            `t2m_cli.textio.decode_text` (not UTF-8, UTF-16, a control character; a leading
+            byte order mark is skipped), it is not valid JSON, or a string in it holds a
+            control character (an escape such as ``"\\u0007"``).
     """
+    if not Path(path).exists():
+        raise DataError(f"The {what} file {path} is missing.")
+    source = f"The {what} file {path}"
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"The {what} file {path} is missing.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"The {what} file {path} is not valid JSON: {exc}.") from None
+        data = json.loads(read_text(path, f"The {what} file"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{source} is not valid JSON: {exc}.") from None
+    check_strings(data, source)
+    return data
 
 
 def save_safetensors(
@@ -164,11 +201,13 @@ def save_safetensors(
         save_file(ready, str(tmp), metadata=metadata)
 
 
-def load_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_safetensors(
+    path: Path, what: str, *, finite: bool = False
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read every tensor of a safetensors file, on the CPU, and its JSON header.
 
     The header is the JSON object stored under the ``"t2m"`` metadata key, as written with
-    ``save_safetensors(path, tensors, {"t2m": json.dumps(header)})``. Files written before that
+    ``save_safetensors(path, tensors, {"t2m": dumps_json(header)})``. Files written before that
     layout (feature files and text caches kept each field as its own JSON string, e.g.
     ``{"classes": "[...]", "meta": "{...}"}``) read as the same header, so caches and
     converted datasets made by earlier versions stay usable.
@@ -176,6 +215,8 @@ def load_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], di
     Args:
         path: the file.
         what: what the file is, starting the error message (e.g. ``"Feature file"``).
+        finite: refuse a file whose floating-point tensors hold a NaN or an infinity: weights
+            that diverged (or were edited) make every score computed from them meaningless.
 
     Returns:
         The tensors by name, and the decoded header (empty when the file has none).
@@ -183,7 +224,10 @@ def load_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], di
     Raises:
         DataError: "<what> <path> does not exist." or "<what> <path> cannot be read (why)."
             (a damaged file, or a header that is not a JSON object); callers may add what to do.
+            A string in the header holding a control character (`t2m_cli.textio.check_strings`).
+            With `finite`: "<what> <path> holds NaN or infinite values (in 'name', ...)."
     """
+    import torch
     from safetensors import safe_open
 
     path = Path(path)
@@ -198,6 +242,17 @@ def load_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], di
         raise DataError(f"{what} {path} cannot be read ({exc}).") from exc
     if not isinstance(header, dict):
         raise DataError(f"{what} {path} cannot be read (its header is not a JSON object).")
+    # Class names come back from here into datasets and classifiers: the rule for any text.
+    check_strings(header, f"{what} {path} (its header)")
+    if finite:
+        bad = [
+            name
+            for name, tensor in tensors.items()
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+        ]
+        if bad:
+            names = ", ".join(repr(name) for name in bad[:5]) + (", ..." if len(bad) > 5 else "")
+            raise DataError(f"{what} {path} holds NaN or infinite values (in {names}).")
     return tensors, header
 
 

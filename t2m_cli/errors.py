@@ -28,5 +28,13 @@ class DataError(UserInputError):
     """A dataset, mesh or descriptions file is missing or malformed."""
 
 
+class TrainingDiverged(UserInputError):
+    """Training reached a NaN or infinite loss, update or weight; exits 2.
+
+    The settings (learning rates) or the features caused it, not the machine: training is
+    seeded, so a rerun with the same input diverges again, and the message says what to change.
+    """
+
+
 class RunFailure(T2MError):
-    """Something failed while running (training diverged, a file could not be written)."""
+    """Something failed while running (a file could not be written, the disk is full)."""

@@ -7,13 +7,13 @@ as metadata, the class names, the feature width and which hypernetwork and text 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from t2m_cli.atomic import load_safetensors, save_safetensors
+from t2m_cli.atomic import dumps_json, load_safetensors, save_safetensors
 from t2m_cli.errors import DataError
+from t2m_cli.textio import check_text, split_lines
 
 if TYPE_CHECKING:
     import torch
@@ -29,17 +29,26 @@ def parse_descriptions(text: str, source: str = "descriptions") -> list[tuple[st
     """Parse a descriptions file: one class per line, ``name: description`` or a bare name.
 
     Blank lines and lines starting with ``#`` are skipped. A bare name is its own description.
+    Read files and stdin with `t2m_cli.textio.decode_text`; text already decoded is held to the
+    same rule here (a leading byte order mark is skipped, control characters are refused).
+
+    Args:
+        text: the descriptions.
+        source: how to name them in messages (the path, ``"stdin"``).
 
     Returns:
         (name, description) per class, in file order.
 
     Raises:
-        DataError: no class, a single class, a duplicate or empty name, or an empty description;
-            the message names the line.
+        DataError: a control character, no class, a single class, a duplicate or empty name, or
+            an empty description; the message names the line.
     """
+    # A BOM left at the start would glue itself to the first name or hide a '#' comment.
+    text = text.removeprefix("\ufeff")
+    check_text(text, source, lines=True)
     classes: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(split_lines(text), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -144,16 +153,22 @@ class InducedClassifier:
             **self.info,
         }
         tensors = {k: v.float() for k, v in self.params.items()}
-        save_safetensors(path, tensors, {"t2m": json.dumps(header)})
+        save_safetensors(path, tensors, {"t2m": dumps_json(header)})
 
     @classmethod
     def load(cls, path: Path) -> InducedClassifier:
         """Read a classifier written by `save`.
 
         Raises:
-            DataError: the file is missing, damaged, or not a t2m classifier.
+            DataError: the file is missing, damaged, not a t2m classifier, or holds NaN or
+                infinite weights.
         """
-        params, header = load_safetensors(path, "Classifier file")
+        try:
+            params, header = load_safetensors(path, "Classifier file", finite=True)
+        except DataError as exc:
+            raise DataError(
+                f"{exc} Its scores would mean nothing; induce it again with `t2m induce`."
+            ) from None
         if header.pop("format", None) != CLASSIFIER_FORMAT:
             raise DataError(f"{path} is not a t2m classifier file.")
         names, texts = header.pop("class_names"), header.pop("descriptions")
@@ -178,6 +193,10 @@ def induce(
 
     Returns:
         the classifier, its rows in the order of ``classes``.
+
+    Raises:
+        DataError: fewer than two classes, or the hypernetwork's output for these descriptions
+            is not finite (weights too large for them), so no classifier is made.
     """
     import torch
 
@@ -188,6 +207,13 @@ def induce(
     text = encoder.encode([d for _, d in classes]).to(device)
     with torch.no_grad():
         params = hypernet.eval()(text.unsqueeze(0))
+    bad = [name for name, value in params.items() if not bool(torch.isfinite(value).all())]
+    if bad:
+        raise DataError(
+            f"The hypernetwork induced NaN or infinite weights ({', '.join(bad)}) from these "
+            "descriptions, so no classifier was written; train the run again with lower "
+            "learning rates (train.lr, train.inner_lr)."
+        )
     return InducedClassifier(
         class_names=[n for n, _ in classes],
         descriptions=[d for _, d in classes],
@@ -213,16 +239,18 @@ def induce_from_run(
 
     Raises:
         UserInputError: ``run_dir`` is not a run folder.
-        DataError: its checkpoint is missing or damaged.
+        DataError: its checkpoint is missing or damaged, or the text model found under the
+            name it records is not the one it was trained with (`check_trained_model`).
     """
     from t2m_cli import runs
-    from t2m_cli.encoders.text import make_text_encoder
+    from t2m_cli.encoders.text import check_trained_model, make_text_encoder
     from t2m_cli.models.checkpoint import load_checkpoint
     from t2m_cli.paths import text_cache_dir
 
     runs.load_run(run_dir)  # a clear error when the folder is not a run
     hypernet, meta, norm = load_checkpoint(runs.checkpoint_path(run_dir, checkpoint))
     encoder = make_text_encoder(meta["text_model"], cache_dir=text_cache_dir(cache_dir))
+    check_trained_model(encoder, meta, f"Run {run_dir}")
     info = {
         "text_model": meta["text_model"],
         "run": run_dir.name,

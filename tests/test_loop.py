@@ -8,7 +8,8 @@ import torch
 from t2m_cli.config import TrainConfig
 from t2m_cli.errors import UserInputError
 from t2m_cli.training.inner import InnerSettings
-from t2m_cli.training.loop import OuterSettings, sample_tasks, superset_tasks
+from t2m_cli.training.loop import OuterSettings, sample_tasks
+from t2m_cli.training.supersets import superset_tasks
 
 
 def _settings(**train: object) -> tuple[InnerSettings, OuterSettings]:
@@ -117,7 +118,7 @@ def _superset_trainer(tiny_root, rank=0, world_size=1):
     from t2m_cli.encoders.text import HashingEncoder
     from t2m_cli.models.hypernet import build_hypernet
     from t2m_cli.scoring.supersets import attribute_texts
-    from t2m_cli.training.loop import SupersetTrainer
+    from t2m_cli.training.supersets import SupersetTrainer
 
     ds = load_dataset(tiny_root, "tiny", "pointnet")
     encoder = HashingEncoder(32)

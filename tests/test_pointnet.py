@@ -178,3 +178,85 @@ def test_encode_rejects_a_split_that_does_not_fit(tiny_shapes: Path) -> None:
     split = Split(seen=("pole", "coin"), val=("ball",), unseen=("nonexistent",))
     with pytest.raises(DataError, match="nonexistent"):
         encode_point_features(tiny_shapes, split, n_points=16, epochs=1, max_seconds=None)
+
+
+def _encode_shapes(cache: Path, *settings: str):
+    from typer.testing import CliRunner
+
+    from t2m_cli.cli import app
+
+    fast = ["pointnet.epochs=1", "pointnet.n_points=32", "pointnet.train_points=16"]
+    args = ["encode", *fast, *settings, "text.model=hashing", "--cache-dir", str(cache)]
+    return CliRunner().invoke(app, args)
+
+
+def test_encode_builds_features_again_when_their_pointnet_settings_change(tmp_path: Path) -> None:
+    root = generate_shapes(tmp_path / "datasets" / "shapes", seed=0, n_train=1, n_test=1)
+    feature_file = root / FEATURES_DIR / "pointnet.safetensors"
+    result = _encode_shapes(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "(built)" in result.stdout
+    result = _encode_shapes(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "(already there)" in result.stdout and "again" not in result.stderr
+
+    result = _encode_shapes(tmp_path, "pointnet.epochs=2")
+    assert result.exit_code == 0, result.output
+    assert "(built)" in result.stdout
+    message = " ".join(result.stderr.split())
+    assert f"Building {feature_file} again: it was built with pointnet.epochs=1, now 2." in message
+    assert load_features(feature_file)[4]["epochs"] == 2
+    result = _encode_shapes(tmp_path, "pointnet.epochs=2")
+    assert result.exit_code == 0 and "(already there)" in result.stdout
+
+    result = _encode_shapes(tmp_path, "pointnet.epochs=2", "pointnet.seed=7")
+    assert result.exit_code == 0, result.output
+    assert "(built)" in result.stdout and "pointnet.seed=0, now 7" in result.stderr
+    assert load_features(feature_file)[4]["seed"] == 7
+
+    # --force rebuilds what matches, and needs no reason.
+    result = _encode_shapes(tmp_path, "pointnet.epochs=2", "pointnet.seed=7", "--force")
+    assert result.exit_code == 0, result.output
+    assert "(built)" in result.stdout and "again" not in result.stderr
+
+
+def test_encode_builds_features_again_when_the_meshes_or_the_seen_classes_change(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    from t2m_cli.atomic import read_json, write_json
+    from t2m_cli.data.dataset import SPLIT_FILE
+
+    root = generate_shapes(tmp_path / "datasets" / "shapes", seed=0, n_train=1, n_test=1)
+    assert _encode_shapes(tmp_path).exit_code == 0
+    mesh = next(root.glob("*/train/*.off"))
+    stamp = mesh.stat().st_mtime_ns + 10**9
+    os.utime(mesh, ns=(stamp, stamp))
+    result = _encode_shapes(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "(built)" in result.stdout and "the meshes changed" in result.stderr
+    assert _encode_shapes(tmp_path).stdout.count("(already there)") == 1
+
+    # A class moved from seen to unseen: the PointNet learnt it, so its features would leak it.
+    split = read_json(root / SPLIT_FILE, "split")
+    moved = split["seen"].pop()
+    split["unseen"].append(moved)
+    write_json(root / SPLIT_FILE, split)
+    result = _encode_shapes(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "(built)" in result.stdout and "seen classes" in result.stderr
+    assert moved not in load_features(root / FEATURES_DIR / "pointnet.safetensors")[4]["trained_on"]
+
+
+def test_encode_keeps_features_it_does_not_build_whatever_the_pointnet_settings(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from t2m_cli.cli import app
+
+    args = ["encode", "dataset.name=tiny", f"dataset.root={tiny_root}", "text.model=hashing"]
+    result = CliRunner().invoke(app, [*args, "pointnet.epochs=3", "--cache-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "(already there)" in result.stdout and "again" not in result.stderr

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from t2m_cli import console
+from t2m_cli.atomic import dumps_json
 from t2m_cli.cli.common import (
     CacheDir,
     JsonOut,
@@ -16,9 +16,6 @@ from t2m_cli.cli.common import (
     handle_errors,
 )
 from t2m_cli.errors import UserInputError
-
-if TYPE_CHECKING:
-    pass
 
 
 def download(
@@ -41,7 +38,11 @@ def download(
     ] = None,
     from_path: Annotated[
         Path | None,
-        typer.Option("--from", help="Use a file you already have instead of downloading."),
+        typer.Option(
+            "--from",
+            help="Use a file you already have instead of downloading; it replaces the cached "
+            "copy and the dataset built from it.",
+        ),
     ] = None,
     json_out: JsonOut = False,
     cache_dir: CacheDir = None,
@@ -73,7 +74,7 @@ def download(
 def _render_datasets(rows, json_out: bool) -> None:
     if json_out:
         console.out.print_json(
-            json.dumps(
+            dumps_json(
                 [
                     {
                         "name": r.name,
@@ -95,10 +96,19 @@ def _render_datasets(rows, json_out: bool) -> None:
         table.add_column(column)
     for r in rows:
         files = "; ".join(
-            f"{f} {'' if s is None else f'{s / 1e6:.0f} MB '}{st}" for f, _, s, st in r.files
+            f"{f} {'' if s is None else _size(s) + ' '}{st}" for f, _, s, st in r.files
         )
         table.add_row(r.name, "yes" if r.ready else "no", files or "generated", r.summary)
-    console.out.print(table)
+    console.result(table)
+
+
+def _size(n: int) -> str:
+    """``812 B``, ``3.4 kB``, ``57 MB``, ``1.2 GB``: small files too show a size, not ``0 MB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{n} B"
 
 
 data_app = typer.Typer(

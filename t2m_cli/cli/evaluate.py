@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from t2m_cli import console
+from t2m_cli.atomic import dumps_json
 from t2m_cli.cli.common import (
     CacheDir,
     JsonOut,
@@ -18,10 +19,6 @@ from t2m_cli.cli.common import (
     handle_errors,
 )
 from t2m_cli.errors import UserInputError
-
-if TYPE_CHECKING:
-    pass
-
 
 METRIC_COLUMNS = {
     "pairs": ("seen", "unseen", "H", "val"),
@@ -39,9 +36,10 @@ OVER_TEXT = {"pairs": "ordered pairs", "classes": "classes", "attributes": "attr
 
 
 def _cell(figure) -> str:
-    if figure is None:
+    # An undefined figure (no method value, or a NaN mean) reads as n/a, never as "nan".
+    if figure is None or not math.isfinite(figure.mean):
         return "n/a"
-    if figure.sem is None:
+    if figure.sem is None or not math.isfinite(figure.sem):
         return f"{100 * figure.mean:.1f}"
     return f"{100 * figure.mean:.1f} +- {100 * figure.sem:.1f}"
 
@@ -88,8 +86,9 @@ def _render_eval(evaluations, figures) -> None:
                 _cell(by_key.get((method, protocol, f"{m}_calibrated"))) if m != "AUSUC" else ""
                 for m in present
             ]
-            table.add_row("", f"c = {constant:.3g}", *calibrated)
-        console.out.print(table)
+            shown = f"c = {constant:.3g}" if math.isfinite(constant) else "c = n/a"
+            table.add_row("", shown, *calibrated)
+        console.result(table)
     skipped = sorted(
         {f.method for f in figures} - {f.method for f in figures if f.protocol != "pairs"}
     )
@@ -197,6 +196,6 @@ def evaluate(
             for path in write_output(evaluations, output):
                 console.log(f"wrote {path}")
         if json_out:
-            console.out.print_json(json.dumps(report_json(evaluations)))
+            console.out.print_json(dumps_json(report_json(evaluations)))
         else:
             _render_eval(evaluations, figures)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from t2m_cli import console
+from t2m_cli.atomic import dumps_json
 from t2m_cli.cli.common import (
     CacheDir,
     JsonOut,
@@ -17,10 +17,7 @@ from t2m_cli.cli.common import (
     RunsDir,
     handle_errors,
 )
-from t2m_cli.errors import UserInputError
-
-if TYPE_CHECKING:
-    pass
+from t2m_cli.textio import decode_text, read_text
 
 
 def induce(
@@ -47,18 +44,13 @@ def induce(
     with handle_errors(quiet):
         from t2m_cli.induction import parse_descriptions
 
+        # Bytes on both paths, so stdin and a file meet the same decoding rule.
         if descriptions == "-":
-            text, source = sys.stdin.read(), "stdin"
+            text, source = decode_text(sys.stdin.buffer.read(), "stdin"), "stdin"
             default_out = Path("classifier.t2m.safetensors")
         else:
             path = Path(descriptions)
-            try:
-                text = path.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                raise UserInputError(f"Descriptions file {path} does not exist.") from None
-            except (UnicodeDecodeError, IsADirectoryError) as exc:
-                raise UserInputError(f"{path} is not a UTF-8 text file ({exc}).") from None
-            source = str(path)
+            text, source = read_text(path, "Descriptions file"), str(path)
             default_out = path.with_suffix(".t2m.safetensors")
         classes = parse_descriptions(text, source)
         from t2m_cli.induction import induce_from_run
@@ -76,7 +68,7 @@ def induce(
             **classifier.info,
         }
         if json_out:
-            console.out.print_json(json.dumps(summary))
+            console.out.print_json(dumps_json(summary))
         else:
             console.out.print(
                 f"classifier: {target} ({len(classes)} classes over "

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 
 def encode(
     args: ConfigArgs = None,
-    force: Annotated[bool, typer.Option(help="Rebuild features that already exist.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="Rebuild features and text embeddings that already exist."),
+    ] = False,
     device: Annotated[str, typer.Option(help="Device for feature extraction.")] = "auto",
     cache_dir: CacheDir = None,
     quiet: Quiet = False,
@@ -34,13 +37,14 @@ def encode(
         from t2m_cli.device import resolve_device
         from t2m_cli.encoders.dataset import encode_dataset
 
-        with console.progress_task("encode point clouds") as progress:
+        with console.progress_steps() as progress:
             report = encode_dataset(
                 config,
                 cache_dir=cache_dir,
                 force=force,
                 device=str(resolve_device(device)),
                 progress=progress,
+                log=console.log,
             )
         built = "built" if report.features_built else "already there"
         console.out.print(f"features: {report.feature_file} ({built})")

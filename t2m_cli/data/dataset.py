@@ -11,12 +11,11 @@ JSON strings in the safetensors metadata (``classes`` and ``meta``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from t2m_cli.atomic import load_safetensors, save_safetensors, staged_dir
+from t2m_cli.atomic import dumps_json, load_safetensors, save_safetensors, staged_dir
 from t2m_cli.atomic import read_json as read_json
 from t2m_cli.atomic import write_json as write_json
 from t2m_cli.data.folder_files import (
@@ -27,15 +26,26 @@ from t2m_cli.data.folder_files import (
     read_file,
     split_problems,
 )
+from t2m_cli.data.requirements import split_requirements
 from t2m_cli.errors import DataError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
     import torch
 
 SPLIT_FILE = "split.json"
 DESCRIPTIONS_FILE = "descriptions.json"
 ATTRIBUTES_FILE = "attributes.json"
 FEATURES_DIR = "features"
+BUILD_FEATURES = (
+    "`t2m encode --force` for a mesh dataset; for imported or downloaded features, delete the "
+    "dataset folder and import (`t2m data import`) or download (`t2m download NAME`) it again"
+)
+"""How a dataset's features are made again, for messages: `t2m encode` builds only a mesh
+dataset's (and keeps a readable feature file built with the same settings, split and meshes
+unless `--force`)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,111 @@ class ZeroShotDataset:
             raise ValueError(f"unknown part {part!r}")
         return torch.nonzero(mask, as_tuple=False).flatten()
 
+    def row_counts(self) -> dict[str, tuple[int, int]]:
+        """Class name -> (training rows, held-out rows)."""
+        import torch
+
+        n = len(self.classes)
+        train = torch.bincount(self.labels[~self.is_test], minlength=n).tolist()
+        test = torch.bincount(self.labels[self.is_test], minlength=n).tolist()
+        return {c: (int(train[i]), int(test[i])) for i, c in enumerate(self.classes)}
+
+    def check_usable(self, subject: str, classes_per_task: int = 2) -> None:
+        """Refuse a split that training or a protocol could not use (`split_requirements`).
+
+        Args:
+            subject: what the message calls the split, naming the file to fix (``"split.json
+                of /data/x"``).
+            classes_per_task: classes in a training task; the seen part needs this many.
+
+        Raises:
+            DataError: every shortfall, in one message.
+        """
+        problems = split_requirements(self.split.to_json(), self.row_counts(), classes_per_task)
+        if problems:
+            raise DataError(
+                " ".join([f"{subject} {problems[0]}", *(f"It {p}" for p in problems[1:])])
+            )
+
+
+def nonfinite_rows(
+    features: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray | None = None,
+    classes: Sequence[str] | None = None,
+    *,
+    within_class: bool = False,
+    shown: int = 3,
+) -> str | None:
+    """Where a feature matrix holds NaN or infinite values, in words; None where it holds none.
+
+    Args:
+        features: (N, D) features, a tensor or an array.
+        labels: (N,) class index of each row, to name the class of a bad row (ignored unless
+            it has N entries).
+        classes: the class names the labels index.
+        within_class: count a row within its class (``row 3 of class 'cat'``), for files that
+            keep one matrix per class, instead of within the whole matrix
+            (``row 17 (class 'cat')``).
+        shown: how many bad rows to name.
+
+    Returns:
+        e.g. ``"NaN or infinite values in 2 rows: row 3 (class 'cat'), row 17 (class 'dog')"``.
+    """
+    import numpy as np
+
+    def array(values: torch.Tensor | np.ndarray) -> np.ndarray:
+        return np.asarray(values.detach().cpu() if hasattr(values, "detach") else values)
+
+    bad = np.flatnonzero(~np.isfinite(array(features)).all(axis=1))
+    if not bad.size:
+        return None
+    y = array(labels) if labels is not None else None
+    if y is None or classes is None or y.shape != (len(array(features)),):
+        named = [f"row {row}" for row in bad[:shown]]
+    else:
+        named = []
+        for row in bad[:shown].tolist():
+            label = int(y[row])
+            name = f"'{classes[label]}'" if 0 <= label < len(classes) else f"label {label}"
+            if within_class:
+                named.append(f"row {int((y[:row] == label).sum())} of class {name}")
+            else:
+                named.append(f"row {row} (class {name})")
+    more = ", ..." if bad.size > shown else ""
+    rows = f"{bad.size} row{'s' * (bad.size != 1)}"
+    return f"NaN or infinite values in {rows}: {', '.join(named)}{more}"
+
+
+def check_finite_features(
+    features: torch.Tensor | np.ndarray,
+    source: str,
+    fix: str,
+    labels: torch.Tensor | np.ndarray | None = None,
+    classes: Sequence[str] | None = None,
+    *,
+    within_class: bool = False,
+) -> None:
+    """Refuse features with NaN or infinite values: every reader and writer of features calls it.
+
+    A single such row turns the hypernetwork's inner loss, then its weights, into NaN, and every
+    accuracy computed from it into chance, so it is stopped where it enters.
+
+    Args:
+        features: (N, D) features, a tensor or an array.
+        source: the file (and field) they come from, starting the message.
+        fix: what to do, ending the message.
+        labels: (N,) class index of each row, to name classes (see `nonfinite_rows`).
+        classes: the class names the labels index.
+        within_class: count rows within their class (see `nonfinite_rows`).
+
+    Raises:
+        DataError: "<source> has NaN or infinite values in n rows: row 3 (class 'cat'), ...
+            <fix>".
+    """
+    where = nonfinite_rows(features, labels, classes, within_class=within_class)
+    if where is not None:
+        raise DataError(f"{source} has {where}. {fix}")
+
 
 def save_features(
     path: Path,
@@ -145,11 +260,14 @@ def save_features(
 
     Args:
         path: target ``.safetensors`` file.
-        features: (N, D) float features.
+        features: (N, D) float features, all finite.
         labels: (N,) integer labels indexing ``classes``.
         is_test: (N,) bool, held-out rows.
         classes: class names.
         meta: JSON-serialisable facts about the extractor.
+
+    Raises:
+        DataError: a feature is NaN or infinite (nothing is written).
     """
     import torch
 
@@ -158,27 +276,50 @@ def save_features(
         "labels": labels.to(torch.int64),
         "is_test": is_test.to(torch.uint8),
     }
-    save_safetensors(path, tensors, {"classes": json.dumps(classes), "meta": json.dumps(meta)})
+    # After the cast: a float64 value beyond float32's range becomes infinite only here.
+    check_finite_features(
+        tensors["features"],
+        f"The features to be written to {path}",
+        "Nothing was written; fix or drop those rows.",
+        labels,
+        classes,
+    )
+    save_safetensors(path, tensors, {"classes": dumps_json(classes), "meta": dumps_json(meta)})
 
 
-def save_dataset(dataset: ZeroShotDataset, dst: Path, feature_name: str) -> Path:
+def save_dataset(
+    dataset: ZeroShotDataset, dst: Path, feature_name: str, split_source: str | None = None
+) -> Path:
     """Write a dataset folder all at once, as `load_dataset` reads it.
 
     The folder is built beside ``dst`` and renamed into place (`staged_dir`), so a failure midway
-    leaves nothing at ``dst`` to block a rerun.
+    leaves nothing at ``dst`` to block a rerun. A split that training or a protocol could not
+    use (`t2m_cli.data.requirements`) is refused before anything is written.
 
     Args:
         dataset: what to write; ``attributes.json`` is written when it has attributes.
         dst: the folder to create; it must not exist (or be an empty folder).
         feature_name: stem of the feature file under ``features/``.
+        split_source: where the split came from, for the message about an unusable one
+            (``"val_loc of att_splits.mat"``).
 
     Returns:
         ``dst``.
 
     Raises:
+        DataError: the split is unusable, or a feature is NaN or infinite.
         UserInputError: ``dst`` holds something by the time the new folder is ready.
         RunFailure: the folder could not be written.
     """
+    check_finite_features(
+        dataset.features,
+        f"The features of dataset '{dataset.name}'",
+        f"Nothing was written to {dst}; fix or drop those rows in the source data.",
+        dataset.labels,
+        dataset.classes,
+    )
+    subject = f"The split of dataset '{dataset.name}'"
+    dataset.check_usable(f"{subject} (from {split_source})" if split_source else subject)
     with staged_dir(dst) as tmp:
         save_features(
             tmp / FEATURES_DIR / f"{feature_name}.safetensors",
@@ -202,11 +343,11 @@ def load_features(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
         features (N, D) float32, labels (N,) int64, is_test (N,) bool, class names, meta.
 
     Raises:
-        DataError: the file is missing, damaged, lacks a tensor or the class names, or its
-            shapes disagree.
+        DataError: the file is missing, damaged, lacks a tensor or the class names, its shapes
+            disagree, or a feature is NaN or infinite.
     """
     if not path.is_file():
-        raise DataError(f"Feature file {path} does not exist. Run `t2m encode` first.")
+        raise DataError(f"Feature file {path} does not exist. Build it: {BUILD_FEATURES}.")
     try:
         tensors, header = load_safetensors(path, "Feature file")
         lacking = [k for k in ("features", "labels", "is_test") if k not in tensors]
@@ -215,12 +356,23 @@ def load_features(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
         if lacking:
             raise DataError(f"Feature file {path} cannot be read (no {', '.join(lacking)}).")
     except DataError as exc:
-        raise DataError(f"{exc} Delete it and run `t2m encode` again.") from exc
+        raise DataError(f"{exc} Build it again: {BUILD_FEATURES}.") from exc
     features, labels = tensors["features"], tensors["labels"]
     is_test = tensors["is_test"].bool()
     n = features.shape[0]
     if features.ndim != 2 or labels.shape != (n,) or is_test.shape != (n,):
-        raise DataError(f"Feature file {path} has inconsistent shapes; run `t2m encode` again.")
+        raise DataError(
+            f"Feature file {path} has inconsistent shapes. Build it again: {BUILD_FEATURES}."
+        )
+    check_finite_features(
+        features,
+        f"Feature file {path}",
+        "Build it again from finite data: `t2m encode --force` for a mesh dataset; for "
+        "imported or downloaded features, delete the dataset folder, fix the source if it is "
+        "yours, and import (`t2m data import`) or download it again.",
+        labels,
+        header["classes"],
+    )
     return features, labels, is_test, header["classes"], header.get("meta", {})
 
 
@@ -234,10 +386,9 @@ def load_dataset(root: Path, name: str, feature_name: str) -> ZeroShotDataset:
 
     Raises:
         DataError: a file is missing or invalid (see `t2m_cli.data.folder_files`), or the files
-            disagree: a class without features, description or rows.
+            disagree: a class without features or description, or a split that training or a
+            protocol could not use (`t2m_cli.data.requirements`).
     """
-    import torch
-
     split = Split.from_json(read_json(root / SPLIT_FILE, "split"), str(root / SPLIT_FILE))
     descriptions = read_file(DescriptionsFile, root / DESCRIPTIONS_FILE, "descriptions")
     features, labels, is_test, classes, meta = load_features(
@@ -245,22 +396,16 @@ def load_dataset(root: Path, name: str, feature_name: str) -> ZeroShotDataset:
     )
     missing = [c for c in (*split.seen, *split.val, *split.unseen) if c not in classes]
     if missing:
-        raise DataError(f"Split classes {missing} have no features in {root}; encode again.")
+        raise DataError(
+            f"Split classes {missing} have no features in {root}. Build them: {BUILD_FEATURES}."
+        )
     undescribed = descriptions.undescribed(classes)
     if undescribed:
         raise DataError(f"{root / DESCRIPTIONS_FILE} {undescribed}")
-    counts = torch.bincount(labels, minlength=len(classes))
-    for c in split.seen:
-        i = classes.index(c)
-        if int(((labels == i) & ~is_test).sum()) == 0:
-            raise DataError(f"Seen class '{c}' has no training rows in the features of {root}.")
-    empty = [c for c in (*split.val, *split.unseen) if counts[classes.index(c)] == 0]
-    if empty:
-        raise DataError(f"Classes {empty} have no rows in the features of {root}.")
     attributes: dict[str, list[str]] = {}
     if (root / ATTRIBUTES_FILE).is_file():
         attributes = read_file(AttributesFile, root / ATTRIBUTES_FILE, "attributes").root
-    return ZeroShotDataset(
+    dataset = ZeroShotDataset(
         attributes=attributes,
         name=name,
         classes=list(classes),
@@ -271,3 +416,7 @@ def load_dataset(root: Path, name: str, feature_name: str) -> ZeroShotDataset:
         descriptions=descriptions.root,
         meta=meta,
     )
+    # A folder written before these checks, or edited by hand, is refused here with the words
+    # `t2m data check` uses, instead of failing in the middle of training or evaluation.
+    dataset.check_usable(f"{root / SPLIT_FILE} (with {feature_name}.safetensors)")
+    return dataset

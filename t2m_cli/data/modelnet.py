@@ -7,6 +7,7 @@ the paper's ModelNet40 preprocessing does.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,6 +89,26 @@ def scan_modelnet(root: Path) -> list[tuple[str, str, Path]]:
     if not meshes:
         raise DataError(f"{root} has class folders but no .off meshes in them.")
     return meshes
+
+
+def mesh_fingerprint(root: Path) -> str:
+    """SHA-256 of the relative name, size and modification time of every mesh `scan_modelnet`
+    lists: what features built from the meshes record, to tell when the meshes have changed.
+
+    File metadata, not contents: hashing ModelNet40's 12,311 meshes (about 2 GB) would cost
+    many seconds at every `t2m encode`, while a mesh replaced, edited, added or removed changes
+    the listing, a size or a time.
+
+    Raises:
+        DataError: as `scan_modelnet`.
+    """
+    root = Path(root)
+    digest = hashlib.sha256()
+    for _, _, path in scan_modelnet(root):
+        stat = path.stat()
+        rel = path.relative_to(root).as_posix()
+        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def load_point_clouds(

@@ -6,18 +6,22 @@ class name and description is embedded once into the text cache.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from t2m_cli.config import Config
-from t2m_cli.data.dataset import DESCRIPTIONS_FILE, SPLIT_FILE, Split, read_json
-from t2m_cli.data.folder_files import DescriptionsFile, read_file
+from t2m_cli.data.dataset import SPLIT_FILE, Split, load_dataset, read_json
 from t2m_cli.data.registry import DATASETS, check_features, resolve_root
 from t2m_cli.data.texts import class_name_text
 from t2m_cli.encoders.text import make_text_encoder
 from t2m_cli.errors import DataError
 from t2m_cli.paths import text_cache_dir
-from t2m_cli.progress import ProgressCallback
+from t2m_cli.progress import StepsCallback
+
+POINT_CLOUD_STEP = "point clouds -> PointNet features"
+TEXT_STEP = "text embeddings"
 
 
 @dataclass(frozen=True)
@@ -36,16 +40,25 @@ def encode_dataset(
     cache_dir: Path | None = None,
     force: bool = False,
     device: str = "cpu",
-    progress: ProgressCallback | None = None,
+    progress: StepsCallback | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> EncodeReport:
     """Build point-cloud features (if the dataset has meshes) and cache all text embeddings.
+
+    A mesh dataset's PointNet features that exist are kept only while they are what the
+    config would build now: the ``pointnet`` settings, the split's seen classes and the meshes
+    they record must match (`outdated_features`); otherwise they are built again.
 
     Args:
         config: the run config (dataset, text and pointnet sections are read).
         cache_dir: cache root override.
-        force: rebuild features even if the feature file exists.
+        force: rebuild features even if the feature file exists, and embed every text
+            again, replacing its cached vector.
         device: torch device for PointNet training and extraction.
-        progress: ``callback(done, total)`` for the PointNet step.
+        progress: ``callback(step, done, total)``, called with `POINT_CLOUD_STEP` while
+            point clouds are sampled and PointNet trained and run (meshes only), and with
+            `TEXT_STEP` while the texts are embedded.
+        log: receives one line saying why existing features are built again.
     """
     name = config.dataset.name
     spec = DATASETS.get(name)
@@ -56,26 +69,28 @@ def encode_dataset(
     split = Split.from_json(read_json(root / SPLIT_FILE, "split"), str(root / SPLIT_FILE))
     feature_file = root / "features" / f"{config.dataset.features}.safetensors"
     built = False
-    if spec is not None and spec.meshes and (force or not feature_file.is_file()):
-        from t2m_cli.encoders.pointnet import encode_point_features
+    if spec is not None and spec.meshes:
+        from t2m_cli.encoders.pointnet import FEATURE_FILE, encode_point_features, outdated_features
 
-        pn = config.pointnet
-        feature_file = encode_point_features(
-            root,
-            split,
-            n_points=pn.n_points,
-            train_points=pn.train_points,
-            epochs=pn.epochs,
-            batch_size=pn.batch_size,
-            lr=pn.lr,
-            max_seconds=pn.max_seconds,
-            seed=pn.seed,
-            device=device,
-            progress=progress,
-        )
-        built = True
+        settings = config.pointnet.model_dump()
+        outdated = None
+        if not force and feature_file.name == FEATURE_FILE and feature_file.is_file():
+            outdated = outdated_features(feature_file, root, split, settings)
+            if outdated is not None and log is not None:
+                log(f"Building {feature_file} again: {outdated}.")
+        if force or not feature_file.is_file() or outdated is not None:
+            feature_file = encode_point_features(
+                root,
+                split,
+                **settings,
+                device=device,
+                progress=None if progress is None else partial(progress, POINT_CLOUD_STEP),
+            )
+            built = True
     feature_file = check_features(name, root, config.dataset.features)
-    descriptions = read_file(DescriptionsFile, root / DESCRIPTIONS_FILE, "descriptions").root
+    # Read as `t2m train` reads it, so a dataset that training would refuse (a split without
+    # what training and the protocols need, ...) is refused now, before any text is embedded.
+    descriptions = load_dataset(root, name, config.dataset.features).descriptions
     classes = [*split.seen, *split.val, *split.unseen]
     texts = sorted(
         {class_name_text(c) for c in classes}
@@ -84,5 +99,9 @@ def encode_dataset(
     encoder = make_text_encoder(
         config.text.model, cache_dir=text_cache_dir(cache_dir), batch_size=config.text.batch_size
     )
-    vectors = encoder.encode(texts)
+    if progress is not None:
+        progress(TEXT_STEP, 0, len(texts))
+    vectors = encoder.encode(texts, refresh=force)
+    if progress is not None:
+        progress(TEXT_STEP, len(texts), len(texts))
     return EncodeReport(root, feature_file, built, len(texts), int(vectors.shape[1]))

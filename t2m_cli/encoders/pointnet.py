@@ -12,18 +12,18 @@ This module imports torch at the top; the CLI imports it only inside the command
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from t2m_cli.atomic import save_safetensors
-from t2m_cli.data.dataset import FEATURES_DIR, Split, save_features
+from t2m_cli.atomic import dumps_json, load_safetensors, save_safetensors
+from t2m_cli.data.dataset import FEATURES_DIR, Split, check_finite_features, save_features
 from t2m_cli.errors import DataError
 
 FEATURE_FILE = "pointnet.safetensors"
@@ -255,7 +255,7 @@ def extract_features(
 
 def save_pointnet(path: Path, model: PointNet, meta: dict) -> None:
     """Write a PointNet's weights atomically as safetensors, with ``meta`` as JSON metadata."""
-    save_safetensors(path, dict(model.state_dict()), {"meta": json.dumps(meta)})
+    save_safetensors(path, dict(model.state_dict()), {"meta": dumps_json(meta)})
 
 
 def encode_point_features(
@@ -302,11 +302,15 @@ def encode_point_features(
         beside it as ``pointnet_model.safetensors``.
 
     Raises:
-        DataError: a split class has no meshes, or a seen class has no training mesh.
+        DataError: a split class has no meshes, a seen class has no training mesh, or the
+            features are NaN or infinite (PointNet training diverged); nothing is written.
     """
-    from t2m_cli.data.modelnet import load_point_clouds
+    from t2m_cli.data.modelnet import load_point_clouds, mesh_fingerprint
 
     root = Path(root)
+    # Taken before the meshes are read: a mesh changed while they are read makes the file
+    # older than its meshes, never newer.
+    meshes = mesh_fingerprint(root)
 
     def stage(begin: int, end: int) -> Callable[[int, int], None] | None:
         # One bar for the three steps, so the CLI can show a single progress callback.
@@ -360,8 +364,72 @@ def encode_point_features(
         "seed": seed,
         "trained_on": trained_on,
         "up_axis": "xyz"[UP_AXIS],
+        "meshes": meshes,
     }
     out = root / FEATURES_DIR / FEATURE_FILE
+    check_finite_features(
+        features,
+        f"The PointNet features of {root}",
+        f"PointNet training diverged: lower pointnet.lr (now {lr:g}) and run `t2m encode "
+        "--force` again. Nothing was written.",
+        labels,
+        classes,
+    )
     save_pointnet(root / FEATURES_DIR / MODEL_FILE, model, meta)
     save_features(out, features, labels, is_test, classes, meta)
     return out
+
+
+def outdated_features(
+    path: Path, root: Path, split: Split, settings: Mapping[str, Any]
+) -> str | None:
+    """Why the PointNet features at ``path`` are not what `encode_point_features` would build
+    now, or None when they are.
+
+    They are outdated when the settings they record differ from ``settings``, when the split's
+    seen classes are not the ones the PointNet was trained on (features trained on a class now
+    unseen would leak it into zero-shot scores), or when the meshes changed since
+    (`mesh_fingerprint`). A file that cannot be read, or records none of this, is outdated too:
+    it is rebuilt rather than trusted.
+
+    Args:
+        path: an existing ``features/pointnet.safetensors``.
+        root: the dataset folder holding the meshes.
+        split: the dataset's split now.
+        settings: `encode_point_features`'s keyword arguments as the config gives them
+            (``n_points``, ``train_points``, ``epochs``, ``max_seconds``, ``batch_size``,
+            ``lr``, ``seed``).
+
+    Returns:
+        What differs, as a clause for a log line ("it was built with pointnet.epochs=1, now
+        2"), or None.
+    """
+    from t2m_cli.data.modelnet import mesh_fingerprint
+
+    try:
+        _, header = load_safetensors(path, "Feature file")
+    except DataError:
+        return "it cannot be read"
+    meta = header.get("meta")
+    if not isinstance(meta, dict) or meta.get("extractor") != "pointnet":
+        return "it records no PointNet settings"
+    changed = [
+        f"pointnet.{key}={meta.get(key, 'unknown')}, now {value}"
+        for key, value in settings.items()
+        if meta.get(key) != value
+    ]
+    if changed:
+        return f"it was built with {'; '.join(changed)}"
+    trained_on = meta.get("trained_on")
+    if not isinstance(trained_on, list) or sorted(trained_on) != sorted(split.seen):
+        return "the split's seen classes are not the ones its PointNet was trained on"
+    try:
+        meshes = mesh_fingerprint(root)
+    except DataError:
+        # No meshes to rebuild from (deleted to save space after encoding): keep the features.
+        return None
+    if meta.get("meshes") != meshes:
+        if "meshes" not in meta:
+            return "it records no fingerprint of the meshes it was built from"
+        return "the meshes changed since it was built"
+    return None

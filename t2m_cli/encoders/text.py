@@ -9,17 +9,22 @@ at all: a fast, weak baseline, and what the tests use to stay offline and quick.
 The cache keeps one safetensors file per model: a matrix of embeddings and, in its metadata, the
 SHA-256 of each row's text. A text seen before is a look-up; the model is loaded only when some
 text is new, so training and evaluating after ``t2m encode`` never load it.
+
+A model is known to the cache by what it is, not by the name it was given (`text_model_key`):
+the resolved folder it loads from and a fingerprint of that folder's files. Two projects with
+different models at ``./models/enc``, or a model saved again to the same folder after
+fine-tuning, get separate entries; a hub model is known by the snapshot (commit) it loads.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from t2m_cli.atomic import load_safetensors, save_safetensors
+from t2m_cli.atomic import dumps_json, load_safetensors, save_safetensors
 from t2m_cli.errors import DataError, RunFailure, UserInputError
 
 if TYPE_CHECKING:
@@ -33,10 +38,84 @@ def _text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _model_slug(model: str) -> str:
-    """A file-system-safe name for a model id that stays distinct for distinct ids."""
-    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)[-60:]
-    return f"{readable}-{hashlib.sha256(model.encode()).hexdigest()[:10]}"
+def _folder_fingerprint(folder: Path) -> str:
+    """SHA-256 of the relative name, size and modification time of every file below ``folder``.
+
+    File metadata, not contents: hashing the weights (hundreds of MB) would cost seconds at
+    every command, while saving a model (fine-tuned or another) rewrites its files, which
+    changes their times if not their sizes. Links are followed, as a loader follows them (a
+    hub snapshot's files are links to its blobs). ``.git`` is skipped: its objects are not
+    loaded, and a clone's history can be large to walk.
+    """
+    import os
+
+    digest = hashlib.sha256()
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        for name in sorted(files):
+            path = Path(top) / name
+            try:
+                stat = path.stat()
+            except OSError:  # a dangling link is nothing a loader could read
+                continue
+            rel = path.relative_to(folder).as_posix()
+            digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _hub_snapshot(model: str) -> Path | None:
+    """The local snapshot folder a hub model name loads from, or None if none is downloaded.
+
+    Only the local hub cache is read (never the network); bare names are also tried with the
+    ``sentence-transformers/`` prefix, as sentence-transformers does.
+    """
+    import os
+
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    names = [model] if "/" in model else [model, f"sentence-transformers/{model}"]
+    for name in names:
+        try:
+            path = snapshot_download(
+                repo_id=name,
+                local_files_only=True,
+                cache_dir=os.environ.get("SENTENCE_TRANSFORMERS_HOME"),
+            )
+        except Exception:  # not a repo id, or not downloaded: the hub client raises many types
+            continue
+        return Path(path)
+    return None
+
+
+def model_folder(model: str) -> Path | None:
+    """The resolved folder a sentence-transformers model loads from: the local folder it names
+    (relative to the working directory), the packaged default model's, or the snapshot the
+    local hub cache holds for a hub name; None for a hub name with no downloaded snapshot."""
+    local = Path(resolve_model_path(model)).expanduser()
+    return local.resolve() if local.is_dir() else _hub_snapshot(model)
+
+
+def text_model_key(model: str) -> str | None:
+    """What the text cache knows a sentence-transformers model by: same key, same embeddings.
+
+    A local folder (a path as given, relative to the working directory, or the packaged
+    default model) is keyed by its resolved absolute path and `_folder_fingerprint`; a hub name
+    by the snapshot folder the local hub cache holds for it (its path names the commit) and
+    that folder's fingerprint.
+
+    Args:
+        model: ``text.model`` as the config gives it.
+
+    Returns:
+        A hex SHA-256, or None for a hub name with no downloaded snapshot (the key is known
+        once the model is loaded).
+    """
+    folder = model_folder(model)
+    if folder is None:
+        return None
+    return hashlib.sha256(f"{folder}\0{_folder_fingerprint(folder)}".encode()).hexdigest()
 
 
 def resolve_model_path(model: str) -> str:
@@ -58,7 +137,8 @@ class SentenceEncoder:
 
     Args:
         model: a sentence-transformers name or local path (default all-MiniLM-L6-v2).
-        cache_dir: folder for the embedding cache; ``None`` disables it.
+        cache_dir: folder for the embedding cache; ``None`` disables it. The file in it is
+            chosen by `text_model_key`; a model with no key (see there) is not cached.
         device: torch device for the model ("cpu", "cuda", ...); ``None`` lets it choose.
         batch_size: texts per forward pass.
     """
@@ -73,7 +153,8 @@ class SentenceEncoder:
         self.model_id = model
         self.device = device
         self.batch_size = batch_size
-        self.cache_file = cache_dir / f"{_model_slug(model)}.safetensors" if cache_dir else None
+        self.cache_dir = cache_dir
+        self._cache_file: Path | None = None
         self._model = None
         self.model_loads = 0
         # The disk cache, read once: negative descriptions call `encode` every training step.
@@ -98,12 +179,41 @@ class SentenceEncoder:
             self.model_loads += 1
         return self._model
 
+    @property
+    def cache_file(self) -> Path | None:
+        """This model's file in the cache: its readable name and `text_model_key`.
+
+        Found on first use, not at construction: fingerprinting walks the model's folder, and
+        a hub model that is not downloaded yet is loaded (downloaded) here to learn its key.
+        None when there is no cache folder, or nothing identifies the model's weights.
+        """
+        if self._cache_file is None and self.cache_dir is not None:
+            key = self.model_key()
+            if key is not None:
+                readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.model_id)[-60:]
+                self._cache_file = self.cache_dir / f"{readable}-{key[:20]}.safetensors"
+        return self._cache_file
+
+    def model_key(self) -> str | None:
+        """This model's `text_model_key`; a hub model with no downloaded snapshot is loaded
+        (downloaded) first to learn it. None when even then nothing identifies its weights.
+
+        Raises:
+            UserInputError: the model has to be loaded and cannot be.
+        """
+        key = text_model_key(self.model_id)
+        if key is None:
+            self._load_model()
+            key = text_model_key(self.model_id)
+        return key
+
     def _read_cache(self) -> dict[str, torch.Tensor]:
         if self.cache_file is None or not self.cache_file.is_file():
             return {}
-        # A damaged or foreign cache costs a re-encode, never a failed run.
+        # A damaged or foreign cache (NaN embeddings included) costs a re-encode, never a
+        # failed run.
         try:
-            tensors, header = load_safetensors(self.cache_file, "Text cache")
+            tensors, header = load_safetensors(self.cache_file, "Text cache", finite=True)
         except DataError:
             return {}
         keys, matrix = header.get("keys"), tensors.get("embeddings")
@@ -119,14 +229,20 @@ class SentenceEncoder:
         save_safetensors(
             self.cache_file,
             {"embeddings": torch.stack([entries[k] for k in keys])},
-            {"keys": json.dumps(keys), "model": self.model_id},
+            {
+                "keys": dumps_json(keys),
+                "model": self.model_id,
+                "source": str(model_folder(self.model_id)),
+            },
         )
 
-    def encode(self, texts: list[str]) -> torch.Tensor:
+    def encode(self, texts: list[str], refresh: bool = False) -> torch.Tensor:
         """Embed texts, reading what the cache holds and encoding only the rest.
 
         Args:
             texts: n strings (duplicates allowed).
+            refresh: encode every text with the model and replace its cached vector
+                (``t2m encode --force``).
 
         Returns:
             (n, d) float32 embeddings, row i for ``texts[i]``.
@@ -139,7 +255,7 @@ class SentenceEncoder:
         keys = [_text_key(t) for t in texts]
         missing: dict[str, str] = {}
         for key, text in zip(keys, texts):
-            if key not in cache:
+            if refresh or key not in cache:
                 missing.setdefault(key, text)
         if missing:
             model = self._load_model()
@@ -150,6 +266,13 @@ class SentenceEncoder:
                 show_progress_bar=False,
             )
             new = {k: v.detach().to("cpu", torch.float32) for k, v in zip(missing, vectors)}
+            bad = [missing[k] for k, v in new.items() if not bool(torch.isfinite(v).all())]
+            if bad:
+                raise UserInputError(
+                    f"Text model '{self.model_id}' gave NaN or infinite embeddings for "
+                    f"{len(bad)} texts (e.g. {bad[0][:80]!r}); a model that does so cannot "
+                    "describe classes. Use another text.model."
+                )
             cache.update(new)
             if self.cache_file is not None:
                 self._write_cache(cache)
@@ -173,8 +296,13 @@ class HashingEncoder:
         self.dim = dim
         self.model_loads = 0
 
-    def encode(self, texts: list[str]) -> torch.Tensor:
-        """Embed texts: (len(texts), dim) float32."""
+    def model_key(self) -> None:
+        """None: there are no weights, so the name alone says what the vectors are."""
+        return None
+
+    def encode(self, texts: list[str], refresh: bool = False) -> torch.Tensor:
+        """Embed texts: (len(texts), dim) float32. Nothing is cached, so ``refresh`` changes
+        nothing."""
         import torch
 
         out = torch.zeros(len(texts), self.dim)
@@ -186,6 +314,94 @@ class HashingEncoder:
 
 
 TextEncoder = SentenceEncoder | HashingEncoder
+
+
+def trained_model_facts(encoder: TextEncoder, probe: str) -> dict[str, Any]:
+    """What a checkpoint records of the text model it is trained with (`check_trained_model`).
+
+    Args:
+        encoder: the encoder the training embeds its descriptions with.
+        probe: a text the training embedded (so the cache holds it and no model is loaded);
+            its vector tells the same model at another place from another model.
+
+    Returns:
+        ``text_model_key`` (`text_model_key`), ``text_model_folder`` (the resolved folder it
+        loads from, for messages) and ``text_model_probe`` (``{"text": probe, "vector": [d
+        floats]}``); all None when nothing identifies the weights (the hashing encoder has
+        none), and then nothing is checked.
+    """
+    key = encoder.model_key()
+    if key is None:
+        return {"text_model_key": None, "text_model_folder": None, "text_model_probe": None}
+    folder = model_folder(encoder.model_id)
+    return {
+        "text_model_key": key,
+        "text_model_folder": None if folder is None else str(folder),
+        "text_model_probe": {"text": probe, "vector": encoder.encode([probe])[0].tolist()},
+    }
+
+
+def _embeds_like(encoder: TextEncoder, probe: Any) -> bool:
+    """Whether ``encoder`` embeds a checkpoint's probe text as the model it was trained with
+    did, to within 1e-4: another device or library build moves a vector by about 1e-6."""
+    import torch
+
+    if not isinstance(probe, dict) or not isinstance(probe.get("text"), str):
+        return False
+    try:
+        then = torch.tensor(probe.get("vector"), dtype=torch.float32)
+    except (TypeError, ValueError):
+        return False
+    now = encoder.encode([probe["text"]])[0]
+    return now.shape == then.shape and bool(torch.allclose(now, then, rtol=1e-3, atol=1e-4))
+
+
+def check_trained_model(encoder: TextEncoder, meta: Mapping[str, Any], what: str) -> None:
+    """Refuse a text model that is not the one a checkpoint was trained with.
+
+    A model saved again or replaced under the same name, or a relative path that finds another
+    folder from another working directory, embeds descriptions differently from the vectors
+    the hypernetwork learnt from: its classifiers would be wrong, and nothing would say so.
+    The same `text_model_key` is the same model. Another key is not yet another model: a run
+    evaluated on another machine, or after the model's package was installed again, finds the
+    same weights at another path or with other file times. So the model is then asked to embed
+    the checkpoint's probe text, and refused only if its vector differs.
+
+    Args:
+        encoder: the encoder made from the model name the checkpoint records.
+        meta: the checkpoint's metadata (`trained_model_facts`). One without a
+            ``text_model_key`` (the hashing encoder, or a run trained before keys were
+            recorded) is accepted as it is.
+        what: the trained thing, starting the message ("Run runs/r").
+
+    Raises:
+        DataError: the model found under that name now embeds text differently; the message
+            names the model, where it was and is, and what to do.
+        UserInputError: the model has to be loaded and cannot be.
+    """
+    trained = meta.get("text_model_key")
+    if trained is None or encoder.model_key() == trained:
+        return
+    if _embeds_like(encoder, meta.get("text_model_probe")):
+        return
+    then = meta.get("text_model_folder")
+    now = model_folder(encoder.model_id)
+    if now is not None and str(now) == then:
+        found = "its files there were saved again or replaced since, and embed text differently"
+    elif now is not None:
+        found = (
+            f"that name now finds {now} (a relative path is found from the working directory), "
+            "which embeds text differently"
+        )
+    else:
+        found = "the model that name finds now embeds text differently"
+    raise DataError(
+        f"{what} was trained with text model '{encoder.model_id}'"
+        + (f" as it was at {then}" if then else "")
+        + f"; {found}. Those are not the vectors the hypernetwork learnt from, so the "
+        "classifiers it induces would be wrong. Restore the model the run was trained with, or "
+        "train the run again with the model as it is now (`t2m train`)."
+    )
 
 
 def make_text_encoder(

@@ -20,7 +20,6 @@ data to choose anything.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +55,8 @@ class BaselineInputs:
         seed: seed of the description draws used to pick hyperparameters.
         run_dir: the run folder (a trained baseline is read from inside it).
         device: where scoring happens.
+        encoder: the text encoder the descriptions were embedded with; a trained baseline
+            must have been trained with its model.
     """
 
     dataset: ZeroShotDataset
@@ -63,6 +64,7 @@ class BaselineInputs:
     seed: int
     run_dir: Path
     device: torch.device
+    encoder: TextEncoder
 
 
 def evaluate_run(
@@ -92,6 +94,8 @@ def evaluate_run(
     Raises:
         UserInputError: for an unknown protocol or baseline, an override outside ``eval``,
             or a protocol the run's hypernetwork cannot take part in.
+        DataError: the text model found under the run's ``text.model`` is not the one the
+            run (or its W baseline) was trained with (`check_trained_model`).
     """
     _check_names(protocols, baselines)
     outside = [o for o in [*overrides, *(values or {})] if not o.strip().startswith("eval.")]
@@ -105,7 +109,7 @@ def evaluate_run(
     from t2m_cli.data.registry import open_dataset
     from t2m_cli.data.texts import NegativeDescriptions, describer_for
     from t2m_cli.device import resolve_device
-    from t2m_cli.encoders.text import make_text_encoder
+    from t2m_cli.encoders.text import check_trained_model, make_text_encoder
     from t2m_cli.models.checkpoint import load_checkpoint
     from t2m_cli.paths import RUN_CONFIG
 
@@ -126,6 +130,7 @@ def evaluate_run(
         # The statistics saved at training time (seen classes' training rows), never refitted.
         dataset = norm.apply(dataset)
     encoder = make_text_encoder(config.text.model, cache_dir=text_cache_dir(cache_dir))
+    check_trained_model(encoder, meta, f"Run {run_dir}")
     settings = config.eval
     text = config.text.model_copy(
         update={
@@ -155,7 +160,7 @@ def evaluate_run(
     )
     methods: list[tuple[str, Inducer]] = [(HYPERNET, hypernet)]
     positive = bank.bank if isinstance(bank, NegativeDescriptions) else bank
-    inputs = BaselineInputs(dataset, positive.to("cpu"), draw_seed, run_dir, device)
+    inputs = BaselineInputs(dataset, positive.to("cpu"), draw_seed, run_dir, device, encoder)
     for baseline in baselines:
         if log is not None:
             log(f"fitting baseline {baseline}")
@@ -303,9 +308,10 @@ def _pair_matrix(dataset, classes, pairs, acc) -> dict[str, Any]:
     """Ordered-pair accuracies as a square matrix (None on the diagonal), JSON-ready."""
     local = {dataset.index(c): i for i, c in enumerate(classes)}
     matrix: list[list[float | None]] = [[None] * len(classes) for _ in classes]
+    # Every class of a part has rows to score (the split is checked when a dataset loads), so
+    # every off-diagonal pair has an accuracy.
     for (a, b), value in zip(pairs.tolist(), acc.tolist()):
-        # A pair with no rows has no accuracy (NaN); JSON has no NaN, so it stays None.
-        matrix[local[a]][local[b]] = None if math.isnan(value) else value
+        matrix[local[a]][local[b]] = value
     return {"classes": list(classes), "matrix": matrix}
 
 
@@ -420,6 +426,7 @@ def _fit_eszsl(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
 def _load_w(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
     """The non-symmetric W hypernetwork that `t2m train --baseline W RUN` trained into
     ``RUN/baselines/W``; evaluation only reads it."""
+    from t2m_cli.encoders.text import check_trained_model
     from t2m_cli.models.checkpoint import load_checkpoint
 
     folder = runs.baseline_dir(inputs.run_dir, "W")
@@ -431,6 +438,7 @@ def _load_w(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
             f"`t2m train --baseline W {inputs.run_dir}`, then evaluate again."
         )
     model, meta, _ = load_checkpoint(runs.checkpoint_path(folder, "best"), inputs.device)
+    check_trained_model(inputs.encoder, meta, f"The W baseline of run {inputs.run_dir}")
     return model, {
         "folder": f"{runs.BASELINES_DIR}/W",
         "epoch": meta.get("epoch"),

@@ -1,18 +1,18 @@
 """Hypernetwork checkpoints: weights in safetensors, what rebuilds the model as metadata.
 
 No pickle anywhere: the metadata (hypernetwork type and constructor arguments, text model,
-dataset, epoch, validation accuracy) is a JSON string inside the safetensors header.
+dataset, epoch, validation accuracy) is a JSON string inside the safetensors header. Training
+never saves NaN or infinite weights, and `load_checkpoint` refuses a file that holds them.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from t2m_cli.atomic import load_safetensors, save_safetensors
+from t2m_cli.atomic import dumps_json, load_safetensors, save_safetensors
 from t2m_cli.data.normalize import FeatureNorm
 from t2m_cli.errors import DataError
 from t2m_cli.models.hypernet import Hypernetwork, build_hypernet
@@ -42,7 +42,7 @@ def save_checkpoint(
         "build_args": hypernet.build_args(),
         **meta,
     }
-    save_safetensors(path, state, {"t2m": json.dumps(header)})
+    save_safetensors(path, state, {"t2m": dumps_json(header)})
 
 
 def load_checkpoint(
@@ -53,10 +53,20 @@ def load_checkpoint(
     Returns:
         the model in eval mode on ``device``, the checkpoint's metadata, and the feature
         standardisation it expects (None when it reads raw features).
+
+    Raises:
+        DataError: the file is missing, damaged, not a t2m checkpoint, or holds NaN or
+            infinite weights (its classifiers would score nothing but chance).
     """
     if not path.is_file():
         raise DataError(f"Checkpoint {path} does not exist; train a run first (`t2m train`).")
-    state, meta = load_safetensors(path, "Checkpoint")
+    try:
+        state, meta = load_safetensors(path, "Checkpoint", finite=True)
+    except DataError as exc:
+        raise DataError(
+            f"{exc} Nothing can be induced or scored from it; use another run's checkpoint, or "
+            "train again (`t2m train`)."
+        ) from None
     if meta.get("format") != FORMAT:
         raise DataError(f"{path} is not a t2m hypernetwork checkpoint.")
     norm_state = {k[len(_NORM) :]: state.pop(k) for k in list(state) if k.startswith(_NORM)}

@@ -6,10 +6,10 @@ receives the resolved config once, then one record per epoch, then `close`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Protocol
 
+from t2m_cli.atomic import dumps_json
 from t2m_cli.errors import UserInputError
 
 
@@ -22,14 +22,14 @@ class RunLogger(Protocol):
 
 
 class JsonlLogger:
-    """One JSON object per epoch, appended to ``metrics.jsonl``; each line is written whole."""
+    """One strict JSON object per epoch, appended to ``metrics.jsonl``; each line written whole."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def log_epoch(self, record: dict[str, Any]) -> None:
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(dumps_json(record) + "\n")
 
     def close(self) -> None:
         """Nothing to flush: every line is closed when written."""

@@ -1,8 +1,7 @@
 """The outer training loop: tasks of seen classes, their inner loops, hypernetwork steps.
 
-Two kinds of task share the loop (``train.task``): `Trainer` trains on ordered sets of seen
-classes (the paper's class task); `SupersetTrainer` trains on super-set tasks, one attribute
-against the seen classes without it, with a single-logit target and binary cross-entropy.
+`Trainer` trains on ordered sets of seen classes (the paper's class task); the super-set tasks
+of ``train.task: supersets`` subclass it (`t2m_cli.training.supersets.SupersetTrainer`).
 
 The loop is a generator of per-epoch results so that callers (the CLI, a notebook, a test) decide
 what to log and when to checkpoint; it never touches files itself.
@@ -10,8 +9,9 @@ what to log and when to checkpoint; it never touches files itself.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
@@ -19,11 +19,10 @@ import torch
 
 from t2m_cli.data.dataset import ZeroShotDataset
 from t2m_cli.data.texts import Describer
-from t2m_cli.errors import DataError, UserInputError
+from t2m_cli.errors import TrainingDiverged, UserInputError
 from t2m_cli.models.hypernet import Hypernetwork
-from t2m_cli.scoring.metrics import Summary, summarize
+from t2m_cli.scoring.metrics import Summary
 from t2m_cli.scoring.pairs import ordered_pairs, validation_pair_accuracy
-from t2m_cli.scoring.supersets import superset_aucs
 from t2m_cli.training.inner import (
     InnerSettings,
     hypernet_surrogate,
@@ -128,22 +127,6 @@ def sample_tasks(n_classes: int, k: int, n_tasks: int, generator: torch.Generato
         order = torch.cat([torch.randperm(len(pairs), generator=generator) for _ in range(reps)])
         return pairs[order[:n_tasks]]
     return torch.stack([torch.randperm(n_classes, generator=generator)[:k] for _ in range(n_tasks)])
-
-
-def superset_tasks(n_attributes: int, n_tasks: int, generator: torch.Generator) -> torch.Tensor:
-    """Super-set tasks of one epoch: the attributes shuffled, the first ``n_tasks`` taken.
-
-    The analogue of `sample_tasks` for pairs: no attribute twice in an epoch unless there are
-    fewer attributes than tasks, in which case the shuffles repeat.
-
-    Returns:
-        (n_tasks, 1) int64 indices in ``range(n_attributes)``.
-    """
-    if n_attributes < 1:
-        raise ValueError("super-set tasks need at least one attribute")
-    reps = -(-n_tasks // n_attributes)
-    order = torch.cat([torch.randperm(n_attributes, generator=generator) for _ in range(reps)])
-    return order[:n_tasks].unsqueeze(1)
 
 
 class Trainer:
@@ -279,7 +262,7 @@ class Trainer:
         )
         return first_loss, sq.sum(0).sqrt()
 
-    def step(self, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, tasks: torch.Tensor, where: str = "a step") -> tuple[torch.Tensor, torch.Tensor]:
         """One hypernetwork step from a batch of tasks.
 
         Emits theta_0 for every task, runs all inner loops at once, and steps along the mean
@@ -289,21 +272,64 @@ class Trainer:
 
         Args:
             tasks: (T, k) indices into the seen classes.
+            where: which step this is, for the error message (``"epoch 3, task 17 of 100"``).
 
         Returns:
             (T_own,) first-minibatch inner losses and (T_own,) ||theta_0 - theta_T||.
+
+        Raises:
+            TrainingDiverged: an inner loss or update of the batch (of any process) is NaN or
+                infinite; the hypernetwork keeps the weights it had before this step.
         """
         self.optimizer.zero_grad(set_to_none=False)
         first_loss, norms = self.accumulate(tasks)
+        # The update norm is finite only if theta_0 and theta_T are, so the two cover the
+        # hypernetwork's output, the inner loop and (one step late) the hypernetwork's weights.
+        diverged = (~torch.isfinite(torch.cat([first_loss, norms])).all()).to(torch.float32)
         if self.world_size > 1:
             import torch.distributed as dist
 
+            # Every process must stop at the same step, or the others wait in all_reduce.
+            dist.all_reduce(diverged)
             for p in self.hypernet.parameters():
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
                 dist.all_reduce(p.grad)
+        # CPU-GPU sync point, once per step: about 15 us on the CPU, where the paper's one task
+        # per step takes some 4 ms; on CUDA it stalls the queue of kernels between steps.
+        if bool(diverged):
+            if not bool(torch.isfinite(first_loss).all()):
+                what = "the inner loss"
+            elif not bool(torch.isfinite(norms).all()):
+                what = "the update ||theta_0 - theta_T||"
+            else:
+                what = "another process's inner loss or update"
+            raise self._diverged(f"{what} became NaN or infinite at {where}")
         self.optimizer.step()
         return first_loss, norms
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        """The error for a run that diverged: what, where, and which settings to lower."""
+        from t2m_cli.config import TrainConfig
+
+        paper = TrainConfig()
+        return TrainingDiverged(
+            f"Training diverged: {what}. The learning rates are likely too high for these "
+            f"features: lower train.lr (now {self.outer.lr:g}) or train.inner_lr (now "
+            f"{self.inner.lr:g}); the paper's are {paper.lr:g} and {paper.inner_lr:g}. Nothing "
+            "of this epoch was saved."
+        )
+
+    def _check_weights(self, epoch: int) -> None:
+        """Refuse an epoch whose hypernetwork weights are not all finite (before it is saved)."""
+        params = dict(self.hypernet.named_parameters())
+        # One CPU-GPU sync per epoch for all the weights.
+        finite = torch.stack([torch.isfinite(p).all() for p in params.values()])
+        if not bool(finite.all()):
+            bad = [name for name, ok in zip(params, finite.tolist()) if not ok]
+            raise self._diverged(
+                f"hypernetwork weights {', '.join(bad)} became NaN or infinite in epoch {epoch}"
+            )
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Everything a resumed run needs beyond the config: weights, momentum, RNG, best.
@@ -343,12 +369,19 @@ class Trainer:
             tasks = self.sample_epoch()
             losses, norms = [], []
             self.hypernet.train()
+            done = 0
             for batch in tasks.split(self.outer.tasks_per_step):
-                loss, norm = self.step(batch)
+                first, last = done + 1, done + len(batch)
+                which = f"task {first}" if first == last else f"tasks {first}-{last}"
+                where = f"epoch {epoch}, {which} of {len(tasks)}"
+                loss, norm = self.step(batch, where)
                 losses.append(loss)
                 norms.append(norm)
+                done += len(batch)
+            self._check_weights(epoch)
             val = self.validate()
-            is_best = val.mean > self.best_val
+            # A score that is not a number never selects an epoch.
+            is_best = math.isfinite(val.mean) and val.mean > self.best_val
             if is_best:
                 self.best_val = val.mean
             yield EpochResult(
@@ -360,130 +393,3 @@ class Trainer:
                 seconds=time.perf_counter() - began,
                 is_best=is_best,
             )
-
-
-class SupersetTrainer(Trainer):
-    """Trains a hypernetwork on super-set tasks (``train.task: supersets``).
-
-    A task is one attribute X of ``dataset.attributes`` that splits the seen classes (some
-    have it, some lack it). The hypernetwork reads a set of ONE description, the attribute's
-    text, and emits a single-logit target; the inner loop trains it with binary cross-entropy
-    on the training rows of every seen class that ``dataset.attributes`` lists, label 1 for the
-    rows of classes that have X and 0 for the others (unlisted classes are unlabelled and left
-    out, as in the evaluation protocol). Everything else (tasks per step, mixed precision,
-    processes, the hypernetwork update, state and resume) is the class trainer's.
-
-    Validation is the mean ROC-AUC over attributes on all rows of the validation classes
-    (`superset_aucs`; attributes that do not split them are skipped). Unseen classes are
-    never read.
-
-    Args:
-        attributes: names of the A attributes, as ``dataset.attributes`` spells them.
-        texts: (A, d) embeddings of their descriptions (see
-            `t2m_cli.scoring.supersets.attribute_texts`), row i for ``attributes[i]``.
-        The others: as for `Trainer`; ``bank`` is kept but not read by the super-set tasks.
-
-    Raises:
-        DataError: no attribute splits the seen classes, or none splits the validation ones.
-    """
-
-    def __init__(
-        self,
-        hypernet: Hypernetwork,
-        bank: Describer,
-        dataset: ZeroShotDataset,
-        inner: InnerSettings,
-        outer: OuterSettings,
-        device: torch.device,
-        rank: int = 0,
-        world_size: int = 1,
-        *,
-        attributes: Sequence[str],
-        texts: torch.Tensor,
-    ) -> None:
-        super().__init__(hypernet, bank, dataset, inner, outer, device, rank, world_size)
-        names = list(attributes)
-        if texts.dim() != 2 or texts.shape[0] != len(names):
-            raise ValueError(
-                f"texts {tuple(texts.shape)} must be (A, d) with A = {len(names)} attributes"
-            )
-        param = next(iter(self.hypernet.parameters()))
-        self.all_attributes = names
-        self.all_texts = texts.to(device=device, dtype=param.dtype)
-        seen = dataset.split.seen
-        labelled = [i for i, c in enumerate(seen) if c in dataset.attributes]
-        has = torch.tensor(
-            [[a in dataset.attributes[seen[i]] for i in labelled] for a in names],
-            dtype=torch.bool,
-        ).reshape(len(names), len(labelled))
-        splits = has.any(1) & ~has.all(1)
-        if not bool(splits.any()):
-            raise DataError(
-                f"No attribute of dataset '{dataset.name}' splits its seen classes (each is "
-                "held by all of them or by none): train.task supersets needs attributes.json "
-                "to give some seen classes an attribute that others lack."
-            )
-        self._check_val_splits(names)
-        keep = torch.nonzero(splits).flatten()
-        # The training attributes: those that split the seen classes.
-        self.attributes = [names[i] for i in keep.tolist()]
-        self.texts = self.all_texts[keep.to(device)]
-        rows = [self.train_rows[i] for i in labelled]
-        self.task_rows = torch.cat(rows)
-        row_class = torch.repeat_interleave(
-            torch.arange(len(labelled)), torch.tensor([len(r) for r in rows])
-        )
-        # (A_train, N): 1 where the row's class has the attribute.
-        self.labels = has[keep][:, row_class].to(device=device, dtype=self.features.dtype)
-
-    def _check_val_splits(self, names: list[str]) -> None:
-        val = [
-            set(self.dataset.attributes[c])
-            for c in self.dataset.split.val
-            if c in self.dataset.attributes and len(self.dataset.class_rows(c, "all"))
-        ]
-        if not any(0 < sum(a in own for own in val) < len(val) for a in names):
-            raise DataError(
-                f"No attribute of dataset '{self.dataset.name}' splits its validation classes, "
-                "so train.task supersets has no validation AUC to select epochs with: "
-                "attributes.json must give some validation classes an attribute that others "
-                "lack."
-            )
-
-    def sample_epoch(self) -> torch.Tensor:
-        """(tasks_per_epoch, 1) indices into `attributes`, see `superset_tasks`."""
-        return superset_tasks(len(self.attributes), self.outer.tasks_per_epoch, self.generator)
-
-    def task_data(self, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Rows, 0 / 1 labels and counts of a batch of super-set tasks.
-
-        Every task reads the same rows (the training rows of the labelled seen classes);
-        only the labels differ.
-
-        Args:
-            tasks: (T, 1) indices into `attributes`.
-
-        Returns:
-            rows (T, N), y (T, N) floats (1 = the row's class has the attribute), counts (T,).
-        """
-        n_tasks = len(tasks)
-        rows = self.task_rows.unsqueeze(0).expand(n_tasks, -1)
-        y = self.labels[tasks[:, 0].to(self.labels.device)]
-        counts = torch.full((n_tasks,), len(self.task_rows), dtype=torch.long)
-        return rows, y, counts
-
-    def draw_text(self, tasks: torch.Tensor) -> torch.Tensor:
-        """(T, 1, d) embeddings of the tasks' attribute descriptions (no random draw)."""
-        return self.texts[tasks.to(self.texts.device)]
-
-    def validate(self) -> Summary:
-        """ROC-AUC over attributes on all rows of the validation classes (mean +- SEM)."""
-        aucs = superset_aucs(
-            self.hypernet,
-            self.all_texts,
-            self.all_attributes,
-            self.dataset,
-            self.dataset.split.val,
-            "all",
-        )
-        return summarize(torch.tensor(list(aucs.values()), dtype=torch.float64))

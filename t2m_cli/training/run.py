@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from t2m_cli import runs
 from t2m_cli.config import Config, config_to_dict, validate_config
-from t2m_cli.data.texts import describer_for
-from t2m_cli.errors import DataError, UserInputError
+from t2m_cli.data.texts import class_name_text, describer_for
+from t2m_cli.errors import DataError, T2MError, UserInputError
 from t2m_cli.paths import text_cache_dir
 
 if TYPE_CHECKING:
@@ -31,18 +31,25 @@ def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, Fea
     """Everything a run trains with, built from its config: data, texts, model, optimiser."""
     import torch
 
+    from t2m_cli.data.dataset import SPLIT_FILE
     from t2m_cli.data.normalize import FeatureNorm
-    from t2m_cli.data.registry import open_dataset
+    from t2m_cli.data.registry import open_dataset, resolve_root
     from t2m_cli.device import resolve_device
     from t2m_cli.encoders.text import make_text_encoder
     from t2m_cli.models.hypernet import build_hypernet
     from t2m_cli.training.inner import InnerSettings
-    from t2m_cli.training.loop import OuterSettings, SupersetTrainer, Trainer
+    from t2m_cli.training.loop import OuterSettings, Trainer
+    from t2m_cli.training.supersets import SupersetTrainer
 
     device = resolve_device(config.train.device)
     dataset = open_dataset(
         config.dataset.name, config.dataset.root, config.dataset.features, cache_dir
     )
+    # Before any text is encoded or any file written: a split that cannot give the tasks'
+    # classes is refused here, not in the first epoch (super-set tasks are one class each).
+    k = 2 if config.train.task == "supersets" else config.train.classes_per_task
+    root = resolve_root(config.dataset.name, config.dataset.root, cache_dir)
+    dataset.check_usable(f"{root / SPLIT_FILE}, with train.classes_per_task={k},", k)
     norm = FeatureNorm.fit(dataset) if config.dataset.standardize else None
     if norm is not None:
         dataset = norm.apply(dataset)
@@ -108,6 +115,11 @@ def train_run(
 
     Returns:
         the run folder.
+
+    Raises:
+        UserInputError: the data, texts or settings cannot train (checked before the run
+            folder is made), or the folder already holds a run.
+        T2MError: training failed; a run that finished no epoch leaves no folder behind.
     """
     trainer, norm = _build_trainer(config, cache_dir)
     info: dict[str, Any] = {
@@ -121,8 +133,8 @@ def train_run(
         },
         "versions": runs.library_versions(),
     }
-    folder = runs.create_run(config, info)
-    return _run_epochs(config, trainer, norm, folder, info, 1, on_epoch)
+    with runs.new_run(config, info) as folder:
+        return _run_epochs(config, trainer, norm, folder, info, 1, on_epoch, cache_dir=cache_dir)
 
 
 def resume_run(
@@ -135,6 +147,11 @@ def resume_run(
     The run's own resolved config is used; the weights, optimiser momentum and random state
     come from its ``state.safetensors``, so the epochs that follow are the ones an
     uninterrupted run would have trained.
+
+    Raises:
+        UserInputError: the run has finished all its epochs.
+        DataError: the text model found under the run's ``text.model`` is not the one its
+            epochs were trained with (`check_trained_model`).
     """
     config, info = runs.load_run(folder)
     tensors, facts = runs.load_state(folder)
@@ -143,12 +160,16 @@ def resume_run(
         raise UserInputError(
             f"Run {folder} already finished all {config.train.epochs} epochs; nothing to resume."
         )
+    # Epochs trained on another model's embeddings would not continue the ones saved.
+    _check_text_model(config, folder, cache_dir)
     trainer, norm = _build_trainer(config, cache_dir)
     trainer.load_state(tensors, facts)
     # Lines past the saved epoch were written after the state: the resumed epochs replace them.
     runs.truncate_metrics(folder, epoch)
     info["resumed_from_epoch"] = epoch
-    return _run_epochs(config, trainer, norm, folder, info, epoch + 1, on_epoch, facts["best"])
+    return _run_epochs(
+        config, trainer, norm, folder, info, epoch + 1, on_epoch, facts["best"], cache_dir
+    )
 
 
 def _run_epochs(
@@ -160,12 +181,26 @@ def _run_epochs(
     start: int,
     on_epoch: Callable[[EpochResult], None] | None,
     best: dict[str, Any] | None = None,
+    cache_dir: Path | None = None,
 ) -> Path:
     """Train epochs ``start..`` with checkpoints and logs, then record the run's summary."""
     import torch
 
+    from t2m_cli.encoders.text import make_text_encoder, trained_model_facts
+
+    # The first seen class's first text in the bank: embedded already, so read from the cache.
+    first = trainer.dataset.split.seen[0]
+    probe = (
+        class_name_text(first)
+        if config.text.source == "names"
+        else trainer.dataset.descriptions[first][0]
+    )
+    encoder = make_text_encoder(config.text.model, cache_dir=text_cache_dir(cache_dir))
     meta = {
         "text_model": config.text.model,
+        # The name alone would let `evaluate` and `induce` embed with whatever model is saved
+        # under it later; these tell them when it is not this one.
+        **trained_model_facts(encoder, probe),
         "text_source": config.text.source,
         "dataset": trainer.dataset.name,
         "features": config.dataset.features,
@@ -180,6 +215,10 @@ def _run_epochs(
     loggers = _loggers(config, folder)
     try:
         best = _train_epochs(trainer, folder, meta, norm, start, on_epoch, best or {}, loggers)
+    except T2MError as exc:
+        if not runs.has_state(folder):
+            raise
+        raise type(exc)(f"{exc} {_kept(folder, exc)}") from exc
     finally:
         torch.set_num_threads(threads)
         for logger in loggers:
@@ -191,6 +230,31 @@ def _run_epochs(
     )
     runs.write_run_info(folder, info)
     return folder
+
+
+def _check_text_model(config: Config, folder: Path, cache_dir: Path | None) -> None:
+    """Refuse to go on training a run, or a baseline for it, once its text model is no longer
+    the one its last checkpoint was trained with (`check_trained_model`)."""
+    from t2m_cli.encoders.text import check_trained_model, make_text_encoder
+    from t2m_cli.models.checkpoint import load_checkpoint
+
+    _, meta, _ = load_checkpoint(runs.checkpoint_path(folder, "last"))
+    encoder = make_text_encoder(config.text.model, cache_dir=text_cache_dir(cache_dir))
+    check_trained_model(encoder, meta, f"Run {folder}")
+
+
+def _kept(folder: Path, exc: T2MError) -> str:
+    """What becomes of a run that failed after saving an epoch, to follow the error."""
+    if isinstance(exc, UserInputError):
+        # Resuming replays the same settings on the same data, so it would fail again.
+        return (
+            f"The epochs it finished are kept in {folder}; train with the changed settings "
+            "under another run.name (or delete that folder)."
+        )
+    return (
+        f"The epochs it finished are kept in {folder}; once that is fixed, continue it with "
+        f"`t2m train --resume {folder}`."
+    )
 
 
 def _loggers(config: Config, folder: Path) -> list[RunLogger]:
@@ -298,6 +362,8 @@ def train_baseline(
     Raises:
         UserInputError: ``run_dir`` is not a run, is itself a ``name`` run, the baseline is
             unknown or already fully trained.
+        DataError: the text model found under the run's ``text.model`` is not the one the
+            run was trained with (`check_trained_model`).
     """
     import shutil
 
@@ -306,6 +372,9 @@ def train_baseline(
         raise UserInputError(
             f"Run {run_dir} is itself a {name} hypernetwork; it needs no {name} baseline."
         )
+    if runs.checkpoint_path(run_dir, "last").is_file():
+        # A baseline trained on other embeddings than the run's would compare nothing.
+        _check_text_model(config, run_dir, cache_dir)
     folder = runs.baseline_dir(run_dir, name)
     wanted = baseline_config(config, folder, name)
     if runs.has_state(folder):
