@@ -9,8 +9,6 @@ are set last, as they are.
 
 from __future__ import annotations
 
-import difflib
-import reprlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -24,14 +22,9 @@ from pydantic import (
     model_validator,
 )
 
+from t2m_cli.config_text import apply_overrides, format_validation_error
 from t2m_cli.errors import ConfigError
-from t2m_cli.textio import check_text
-from t2m_cli.yamlio import YamlDocument, load_yaml, parse_yaml
-
-_MAX_ERRORS = 20
-# Input values in messages: a few levels, a few dozen characters.
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 60, 60
+from t2m_cli.yamlio import YamlDocument, load_yaml
 
 
 class _Section(BaseModel):
@@ -86,6 +79,13 @@ class TextConfig(_Section):
     )
     n_attributes: int = Field(default=4, gt=0, description="Most attributes in one.")
     negative_prefix: str = "Animal that is not: "
+    negative_style: Literal["t2m", "original"] = Field(
+        default="t2m",
+        description="How a negative description is written. 't2m': the attributes joined with "
+        "', ', and a class with no attribute to name keeps its positive description. "
+        "'original' (the original code): joined with a space, and such a class gets the bare "
+        "negative_prefix.",
+    )
 
 
 class PointNetConfig(_Section):
@@ -96,10 +96,34 @@ class PointNetConfig(_Section):
         default=256, gt=0, description="Points per cloud while training PointNet (speed)."
     )
     epochs: int = Field(default=20, gt=0)
-    max_seconds: float | None = Field(default=90.0, gt=0)
+    max_seconds: float | None = Field(
+        default=90.0,
+        gt=0,
+        description="Training time budget in seconds; null for none (epochs alone, reproducible).",
+    )
     batch_size: int = Field(default=32, gt=0)
     lr: float = Field(default=1e-3, gt=0)
     seed: int = 0
+    global_dim: int = Field(
+        default=256, gt=0, description="Width of the max-pooled global feature (original: 1024)."
+    )
+    feature_dim: int = Field(
+        default=256,
+        gt=0,
+        description="Width of the features; below global_dim a layer reduces to it (original: "
+        "256).",
+    )
+
+    @model_validator(mode="after")
+    def _reduce_not_widen(self) -> PointNetConfig:
+        if self.feature_dim > self.global_dim:
+            raise ValueError(
+                f"pointnet.feature_dim {self.feature_dim} is above pointnet.global_dim "
+                f"{self.global_dim}: the features are the global feature reduced, so set "
+                "feature_dim to at most global_dim (the original: global_dim 1024, "
+                "feature_dim 256)"
+            )
+        return self
 
 
 class ModelConfig(_Section):
@@ -126,6 +150,30 @@ class TrainConfig(_Section):
     inner_lr: float = Field(default=0.01, gt=0)
     inner_momentum: float = Field(default=0.9, ge=0, lt=1)
     inner_weight_decay: float = Field(default=0.01, ge=0)
+    inner_order: Literal["reshuffle", "fixed"] = Field(
+        default="reshuffle",
+        description="Order of a task's rows in the inner loop. 'reshuffle': a new random order "
+        "every inner epoch. 'fixed' (the original code): one random order per task, kept for "
+        "all its inner epochs.",
+    )
+    task_sampling: Literal["fill", "once"] = Field(
+        default="fill",
+        description="Each epoch shuffles the ordered class pairs (super-set tasks: the "
+        "attributes) and takes the first tasks_per_epoch. When there are fewer than that, "
+        "'fill' shuffles them again until the epoch is full; 'once' (the original code) "
+        "trains each once, so the epoch is shorter. Tasks of more than 2 classes are "
+        "independent random draws either way.",
+    )
+    val_classes: Literal["holdout", "train"] = Field(
+        default="holdout",
+        description="'holdout': tasks come from the seen classes only, and the epoch is chosen "
+        "on pairs of validation classes scored on all their rows, so validation stays "
+        "zero-shot. 'train' (the original code): tasks also come from the validation classes' "
+        "training rows (a task never mixes seen and validation classes; each group is drawn "
+        "in proportion to its ordered pairs), and the epoch is chosen on pairs of validation "
+        "classes scored on their held-out rows only. Needs classes_per_task validation "
+        "classes, each with training and held-out rows; class tasks only.",
+    )
     lr: float = Field(default=0.005, gt=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     weight_decay: float = Field(default=1e-4, ge=0)
@@ -138,7 +186,15 @@ class TrainConfig(_Section):
         "seen classes, cross-entropy (the paper's class task). 'supersets': one attribute of "
         "attributes.json (its eval.superset_template text) against the seen classes without "
         "it, a single-logit target trained with binary cross-entropy; validation is then the "
-        "mean ROC-AUC over attributes on the validation classes (needs EV or IVEV).",
+        "mean ROC-AUC over attributes on the validation classes. Any model.hn_type: W and WW "
+        "are then built for one description (the original's super-set model is W).",
+    )
+    superset_balance: Literal["none", "subsample"] = Field(
+        default="none",
+        description="Rows of a super-set task. 'none': every training row of the labelled seen "
+        "classes. 'subsample' (the original code): as many rows of the larger side (with or "
+        "without the attribute) as the smaller side has, drawn anew for every task; "
+        "train.task supersets only.",
     )
 
     @field_validator("device")
@@ -229,7 +285,12 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _fixed_k_types_train_on_pairs(self) -> Config:
-        if self.model.hn_type in ("W", "WW") and self.train.classes_per_task != 2:
+        # Super-set tasks are one description each, whatever train.classes_per_task says.
+        if (
+            self.model.hn_type in ("W", "WW")
+            and self.train.task == "classes"
+            and self.train.classes_per_task != 2
+        ):
             raise ValueError(
                 f"model.hn_type {self.model.hn_type} fixes the number of classes when it is "
                 "built, and validation and evaluation use pairs: set train.classes_per_task=2, "
@@ -238,12 +299,22 @@ class Config(_Section):
         return self
 
     @model_validator(mode="after")
-    def _supersets_need_set_hypernets(self) -> Config:
-        if self.train.task == "supersets" and self.model.hn_type not in ("EV", "IVEV"):
+    def _validation_classes_train_class_tasks(self) -> Config:
+        if self.train.task == "supersets" and self.train.val_classes == "train":
             raise ValueError(
-                f"train.task supersets trains one-description (single-logit) classifiers, but "
-                f"model.hn_type {self.model.hn_type} emits classifiers over exactly 2 classes: "
-                "use model.hn_type EV or IVEV, or train.task classes"
+                "train.val_classes train adds the validation classes to class tasks, but "
+                "train.task supersets trains on the seen classes' attributes: set "
+                "train.val_classes=holdout, or train.task classes"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _balance_needs_supersets(self) -> Config:
+        if self.train.superset_balance != "none" and self.train.task != "supersets":
+            raise ValueError(
+                f"train.superset_balance {self.train.superset_balance} balances super-set "
+                "tasks, but train.task is classes, whose tasks it would not change: set "
+                "train.task supersets, or train.superset_balance none"
             )
         return self
 
@@ -308,138 +379,6 @@ def load_config(
     }
     lines.update(dict.fromkeys(prefixes))
     return validate_config(data, str(path) if path is not None else "the command line", lines)
-
-
-def apply_overrides(
-    data: Mapping[str, Any],
-    overrides: Iterable[str] = (),
-    values: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Apply ``section.key=value`` tokens, then typed values, to a config dict; a new dict.
-
-    A token's value is read as YAML, as a user typing it means: ``3`` an int, ``0.5`` a float,
-    ``true`` a bool, ``[a, b]`` a list, an empty value the empty string. `values` are set as
-    they are, with no YAML in between. Missing mappings along a key are created, later settings
-    win, and `data` is left untouched.
-
-    Args:
-        data: the config as loaded.
-        overrides: tokens such as ``train.lr=0.01``.
-        values: dotted keys and Python values, e.g. ``{"run.name": "007"}``.
-
-    Returns:
-        The config with the settings applied.
-
-    Raises:
-        ConfigError: a token has no ``=`` or a value that is not valid YAML, or a key has an
-            empty segment or descends into a value that is not a mapping.
-    """
-    result = dict(data)
-    for token in overrides:
-        # The command line follows the rule of every other text input (`t2m_cli.textio`).
-        check_text(token, f"The override {token[:60]!r}", ConfigError)
-        key, sep, text = token.partition("=")
-        if not sep:
-            raise ConfigError(
-                f"Override {token!r} has no '='; write it as section.key=value, "
-                "for example train.lr=0.01."
-            )
-        key = key.strip()
-        value = parse_yaml(text, f"The value of override {key!r}").data if text.strip() else ""
-        _set(result, key, value)
-    for key, value in (values or {}).items():
-        if isinstance(value, str):
-            check_text(value, f"The value of {key}", ConfigError)
-        _set(result, key, value)
-    return result
-
-
-def format_validation_error(
-    exc: ValidationError,
-    source: str,
-    model: type[BaseModel] | None = None,
-    lines: Mapping[tuple[Any, ...], int | None] | None = None,
-) -> str:
-    """Describe a pydantic validation error, a line per error naming the dotted key.
-
-    An unknown key suggests the closest allowed key of `model` at its level (or lists them).
-    With `lines`, an error names the line of its key, or else of the closest enclosing key
-    listed (a missing key: its section's line). Input values are shown truncated.
-
-    Args:
-        exc: the error from validating the config.
-        source: where the config came from, for the first and last lines.
-        model: the model that was validated, to suggest allowed keys.
-        lines: the line of each key path in the file (from `load_yaml`); None for a key set
-            elsewhere (an override), which then shows no line.
-
-    Returns:
-        The message, ready for a `ConfigError`.
-    """
-    errors = exc.errors(include_url=False)
-    known = lines or {}
-    out = [f"Invalid config in {source} ({len(errors)} error{'s' * (len(errors) != 1)}):"]
-    for error in errors[:_MAX_ERRORS]:
-        loc = tuple(error["loc"])
-        where = _dotted(loc) or "(top level)"
-        found = [known[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in known]
-        if found and found[0] is not None:
-            where += f" (line {found[0]})"
-        if error["type"] == "extra_forbidden":
-            message = f"unknown key {_dotted(loc)!r}" + (_suggest(model, loc) if model else "")
-        else:
-            message = error["msg"][:300]
-            if error["type"] != "missing" and loc:
-                message += f" (got {_REPR.repr(error['input'])[:80]})"
-        out.append(f"  {where}: {message}")
-    if len(errors) > _MAX_ERRORS:
-        out.append(f"  ... and {len(errors) - _MAX_ERRORS} more")
-    out.append(f"Fix these keys in {source} or override them with section.key=value.")
-    return "\n".join(out)
-
-
-def _set(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set the dotted `key` in `data`, copying each mapping on the way (the input stays as is)."""
-    segments = key.split(".")
-    if not all(segments):
-        raise ConfigError(
-            f"{key!r} has an empty key or key segment; write section.key with names between "
-            "single dots, for example train.lr=0.01."
-        )
-    node = data
-    for depth, segment in enumerate(segments[:-1], start=1):
-        child = node.get(segment, {})
-        if not isinstance(child, Mapping):
-            raise ConfigError(
-                f"Cannot set {key!r}: {'.'.join(segments[:depth])!r} is {_REPR.repr(child)}, "
-                "not a mapping. Set the key above it, or fix the key."
-            )
-        child = node[segment] = dict(child)
-        node = child
-    node[segments[-1]] = value
-
-
-def _suggest(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
-    """``; did you mean 'train.lr'?``, or the allowed keys at `loc`'s level, or nothing."""
-    here: Any = model
-    for part in loc[:-1]:
-        field = here.model_fields.get(part) if isinstance(part, str) else None
-        here = field.annotation if field is not None else None
-        if not (isinstance(here, type) and issubclass(here, BaseModel)):
-            return ""
-    allowed = list(here.model_fields)
-    match = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-    if match:
-        return f"; did you mean {_dotted((*loc[:-1], match[0]))!r}?"
-    return f"; allowed keys here: {', '.join(allowed)}" if len(allowed) <= 12 else ""
-
-
-def _dotted(loc: Iterable[Any]) -> str:
-    """``train.tags[0]``: dots between keys, list indices in brackets."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if type(part) is int else f".{part}" if out else str(part)
-    return out
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

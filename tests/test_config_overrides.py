@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from typer.testing import CliRunner
 
 from t2m_cli.cli import app
-from t2m_cli.config import apply_overrides, format_validation_error, load_config
+from t2m_cli.config import load_config
+from t2m_cli.config_text import apply_overrides, format_validation_error
 from t2m_cli.errors import ConfigError
 
 runner = CliRunner()
@@ -221,3 +222,35 @@ def test_train_runs_dir_flag_keeps_a_hash(tiny_root, tmp_path):
     assert result.exit_code == 0, result.output
     assert (runs / "r" / "config.yaml").is_file()
     assert not (tmp_path / "data" / "runs").exists()
+
+
+# The example configs.
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_config_is_valid(path):
+    load_config(path)
+
+
+def test_the_modelnet40_example_is_the_originals_extractor_without_a_time_budget():
+    config = load_config(EXAMPLES / "modelnet40.yaml")
+    assert config.dataset.name == "modelnet40"
+    pointnet = config.pointnet
+    assert (pointnet.n_points, pointnet.global_dim, pointnet.feature_dim) == (2500, 1024, 256)
+    assert pointnet.max_seconds is None  # null: the epochs alone end training
+
+
+def test_the_paper_supersets_example_is_the_originals_superset_model():
+    config = load_config(EXAMPLES / "paper-supersets.yaml")
+    assert (config.model.hn_type, config.train.task) == ("W", "supersets")
+    assert config.train.superset_balance == "subsample"
+
+
+@pytest.mark.parametrize("hn_type", ["W", "WW"])
+def test_fixed_k_hypernetworks_may_train_supersets_but_pairs_only_among_class_tasks(hn_type):
+    config = load_config(None, ["train.task=supersets", f"model.hn_type={hn_type}"])
+    assert config.train.superset_balance == "none"  # today's tasks unless asked
+    with pytest.raises(ConfigError, match=r"train\.classes_per_task=2"):
+        load_config(None, ["train.classes_per_task=3", f"model.hn_type={hn_type}"])
