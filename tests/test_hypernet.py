@@ -108,6 +108,20 @@ def test_concat_hypernets_fix_k_and_say_so(hn_type):
     assert not torch.allclose(swapped, hn.target(hn(text), x).flip(-1), atol=1e-4)
 
 
+@pytest.mark.parametrize("hn_type", ["W", "WW"])
+def test_concat_hypernets_build_for_one_description(hn_type):
+    # The original's super-set model: one description in, a single-logit target out.
+    hn = build_hypernet(hn_type, text_dim=8, feature_dim=6, hidden=10, k=1)
+    assert hn.fixed_k == 1 and hn.build_args()["k"] == 1
+    params = hn(torch.randn(3, 1, 8))
+    assert params["weight"].shape[:2] == (3, 1) and params["bias"].shape == (3, 1)
+    assert hn.target(params, torch.randn(3, 5, 6)).shape == (3, 5, 1)
+    with pytest.raises(UserInputError, match="built for one description"):
+        hn(torch.randn(1, 2, 8))
+    with pytest.raises(UserInputError, match="k >= 1"):
+        build_hypernet(hn_type, text_dim=8, feature_dim=6, hidden=10, k=0)
+
+
 def test_ev_and_ivev_accept_any_k_at_induction():
     for cls in (EVHypernet, IVEVHypernet):
         hn = cls(text_dim=8, feature_dim=6, hidden=10)

@@ -272,3 +272,19 @@ def test_single_logit_accepts_integer_labels_and_learns():
     assert torch.allclose(first, torch.tensor([torch.log(torch.tensor(2.0))]))
     logit = linear_target(theta_t, x)[0, :, 0]
     assert ((logit > 0).long() == y[0]).float().mean() > 0.9
+
+
+def test_fixed_inner_order_keeps_one_permutation_per_task_for_every_epoch():
+    counts = torch.tensor([50, 23, 7])
+    fixed = minibatch_order(counts, 3, torch.Generator().manual_seed(5), fixed=True)
+    assert len(fixed) == 3 and all(torch.equal(o, fixed[0]) for o in fixed)
+    for t, n in enumerate(counts.tolist()):
+        assert sorted(fixed[0][t, :n].tolist()) == list(range(n))
+    # The default reshuffles: epoch e is the generator's e-th draw, the stream it always was.
+    g = torch.Generator().manual_seed(5)
+    reshuffled = minibatch_order(counts, 3, torch.Generator().manual_seed(5))
+    one_by_one = [minibatch_order(counts, 1, g)[0] for _ in range(3)]
+    assert all(torch.equal(a, b) for a, b in zip(reshuffled, one_by_one))
+    assert torch.equal(reshuffled[0], fixed[0]) and not torch.equal(reshuffled[1], fixed[1])
+    assert InnerSettings.from_config(TrainConfig(inner_order="fixed")).order == "fixed"
+    assert DEFAULTS.order == TrainConfig().inner_order == "reshuffle"

@@ -177,3 +177,126 @@ def test_superset_trainer_tasks_labels_and_process_split(tiny_root):
     ):
         summed = sum(p.grad if p.grad is not None else torch.zeros_like(p) for p in p_parts)
         assert torch.allclose(p_whole.grad, summed, atol=1e-10)
+
+
+def test_one_group_of_classes_draws_tasks_as_it_always_did():
+    from t2m_cli.scoring.pairs import ordered_pairs
+
+    g = torch.Generator().manual_seed(4)
+    want = ordered_pairs(8)[torch.randperm(56, generator=g)[:30]]
+    assert torch.equal(sample_tasks(8, 2, 30, torch.Generator().manual_seed(4)), want)
+    assert torch.equal(sample_tasks((8,), 2, 30, torch.Generator().manual_seed(4)), want)
+    g = torch.Generator().manual_seed(4)
+    want = torch.stack([torch.randperm(8, generator=g)[:3] for _ in range(30)])
+    assert torch.equal(sample_tasks((8,), 3, 30, torch.Generator().manual_seed(4)), want)
+
+
+def test_tasks_of_two_groups_never_mix_them_and_follow_their_ordered_pairs():
+    tasks = sample_tasks((6, 4), 2, 42, torch.Generator().manual_seed(0))
+    first = tasks < 6
+    assert torch.equal(first[:, 0], first[:, 1])
+    # All 30 + 12 ordered pairs, each once, as the original's shuffled pool of both groups.
+    assert len({tuple(t) for t in tasks.tolist()}) == 42 and int((~first[:, 0]).sum()) == 12
+    g = torch.Generator().manual_seed(1)
+    second = [(sample_tasks((6, 4), 2, 10, g)[:, 0] >= 6).float().mean() for _ in range(400)]
+    assert abs(float(torch.stack(second).mean()) - 12 / 42) < 0.03
+
+    tasks = sample_tasks((5, 4), 3, 400, torch.Generator().manual_seed(2))
+    second = tasks >= 5
+    assert (second.all(1) | (~second).all(1)).all()
+    assert all(len(set(t)) == 3 for t in tasks.tolist())
+    assert abs(float(second[:, 0].float().mean()) - 24 / 84) < 0.07  # 4*3*2 of 5*4*3 + 4*3*2
+    # A group with fewer than k classes gives no task.
+    assert (sample_tasks((5, 2), 3, 50, torch.Generator().manual_seed(3)) < 5).all()
+
+
+def test_once_trains_each_pair_or_attribute_once_when_they_are_fewer_than_tasks():
+    tasks = sample_tasks(3, 2, 10, torch.Generator().manual_seed(0), fill=False)
+    assert tasks.shape == (6, 2) and len({tuple(t) for t in tasks.tolist()}) == 6
+    assert sample_tasks(10, 2, 20, torch.Generator().manual_seed(0), fill=False).shape == (20, 2)
+    tasks = superset_tasks(3, 8, torch.Generator().manual_seed(0), fill=False)
+    assert sorted(tasks[:, 0].tolist()) == [0, 1, 2]
+    _, outer = _settings(task_sampling="once", val_classes="train")
+    assert (outer.task_sampling, outer.val_classes) == ("once", "train")
+
+
+def _mode_trainer(tiny_root, val_classes, **train):
+    from t2m_cli.data.dataset import load_dataset
+    from t2m_cli.data.texts import TextBank
+    from t2m_cli.encoders.text import HashingEncoder
+    from t2m_cli.models.hypernet import build_hypernet
+    from t2m_cli.training.loop import Trainer
+
+    ds = load_dataset(tiny_root, "tiny", "pointnet")
+    # Names: one text per class, row i of the bank for class i.
+    bank = TextBank.build(ds.classes, ds.descriptions, "names", HashingEncoder(32))
+    torch.manual_seed(0)
+    hn = build_hypernet("EV", text_dim=32, feature_dim=ds.feature_dim, hidden=8)
+    inner, outer = _settings(val_classes=val_classes, seed=3, **train)
+    return Trainer(hn, bank, ds, inner, outer, torch.device("cpu"))
+
+
+def test_validation_classes_in_train_mode_give_tasks_of_their_own_on_training_rows(tiny_root):
+    trainer = _mode_trainer(tiny_root, "train", tasks_per_epoch=48)
+    ds = trainer.dataset
+    assert [ds.classes[int(c)] for c in trainer.classes] == [*ds.split.seen, *ds.split.val]
+    tasks = trainer.sample_epoch()
+    labels = trainer.classes[tasks]
+    val = torch.isin(labels, torch.tensor([ds.index(c) for c in ds.split.val]))
+    assert torch.equal(val[:, 0], val[:, 1])  # never mixed
+    assert int(val[:, 0].sum()) == 3 * 2  # 42 seen and 6 validation pairs, each once
+    rows, y, counts = trainer.task_data(tasks)
+    for t in range(len(tasks)):
+        own = rows[t, : counts[t]]
+        assert not ds.is_test[own].any()  # never a held-out row
+        assert torch.equal(ds.labels[own], labels[t][y[t, : counts[t]]])
+        assert int(counts[t]) == sum(int((~ds.is_test[ds.labels == c]).sum()) for c in labels[t])
+    assert torch.equal(trainer.draw_text(tasks), trainer.bank.embeddings[labels])
+
+    holdout = _mode_trainer(tiny_root, "holdout", tasks_per_epoch=48)
+    assert torch.equal(holdout.classes, holdout.seen)
+    assert holdout.sample_epoch().max() < len(ds.split.seen)
+
+
+def test_validation_classes_in_train_mode_are_scored_on_held_out_rows_only(tiny_root):
+    scores = {}
+    for mode in ("train", "holdout"):
+        for scramble in (False, True):
+            trainer = _mode_trainer(tiny_root, mode)
+            ds = trainer.dataset
+            if scramble:
+                g = torch.Generator().manual_seed(9)
+                for c in ds.split.val:
+                    rows = ds.class_rows(c, "train")
+                    ds.features[rows] = 50 * torch.randn(len(rows), ds.feature_dim, generator=g)
+            scores[mode, scramble] = trainer.validate()
+    assert scores["train", False] == scores["train", True]
+    assert scores["holdout", False] != scores["holdout", True]
+
+
+def test_once_ends_an_epoch_when_the_pairs_run_out(tiny_root):
+    settings = {"epochs": 1, "tasks_per_epoch": 100, "tasks_per_step": 50}
+    trainer = _mode_trainer(tiny_root, "holdout", task_sampling="once", **settings)
+    assert [r.tasks for r in trainer.epochs()] == [7 * 6]
+    trainer = _mode_trainer(tiny_root, "holdout", **settings)
+    assert [r.tasks for r in trainer.epochs()] == [100]
+
+
+def test_fixed_inner_order_reaches_the_inner_loop(tiny_root, monkeypatch):
+    import t2m_cli.training.loop as loop
+
+    seen_orders = []
+    real = loop.inner_train
+
+    def spy(*args):
+        seen_orders.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(loop, "inner_train", spy)
+    for order in ("fixed", "reshuffle"):
+        trainer = _mode_trainer(tiny_root, "holdout", inner_order=order, tasks_per_step=4)
+        trainer.step(trainer.sample_epoch()[:4])
+        epochs = seen_orders.pop()
+        assert len(epochs) == trainer.inner.epochs == 3
+        same = all(torch.equal(o, epochs[0]) for o in epochs)
+        assert same == (order == "fixed")

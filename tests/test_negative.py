@@ -107,3 +107,47 @@ def test_training_with_negative_descriptions(tiny_root, tmp_path):
     )
     assert result.exit_code == 2
     assert "attributes.json" in result.stderr
+
+
+def test_original_style_joins_with_spaces_and_gives_the_bare_prefix():
+    def describer(style):
+        return build_describer(
+            ["a", "b", "c"],
+            {c: [f"the {c} animal"] for c in "abc"},
+            {"a": ["black"], "b": ["black", "furry", "striped", "big"], "c": ["black", "swims"]},
+            HashingEncoder(32),
+            "descriptions",
+            1.0,
+            4,
+            "Animal that is not: ",
+            style,
+        )
+
+    g = torch.Generator().manual_seed(0)
+    original, t2m = describer("original"), describer("t2m")
+    assert isinstance(original, NegativeDescriptions) and original.style == "original"
+    text = original.negative_text(0, [1], g)
+    assert text is not None and text.startswith("Animal that is not: ") and "," not in text
+    named = text.removeprefix("Animal that is not: ").split(" ")
+    assert sorted(named) == ["big", "furry", "striped"]
+    assert original.negative_text(0, [2], g) == "Animal that is not: swims"
+    # b has everything a has: the original still describes it, by the prefix alone.
+    assert original.negative_text(1, [0], g) == "Animal that is not: "
+    assert t2m.negative_text(1, [0], g) is None
+    assert ", " in (t2m.negative_text(0, [1], g) or "")
+    # With p = 1 every class of a task is negative in the original style, the bare one too.
+    out = original.to("cpu").draw(torch.tensor([[1, 0]]), g)
+    assert torch.equal(out[0, 0], original._embed(["Animal that is not: "])[0])
+    assert torch.equal(t2m.draw(torch.tensor([[1, 0]]), g)[0, 0], t2m.bank.embeddings[1])
+
+
+def test_the_text_config_chooses_the_style(tiny_root):
+    from t2m_cli.config import TextConfig
+    from t2m_cli.data.dataset import load_dataset
+    from t2m_cli.data.texts import describer_for
+
+    ds = load_dataset(tiny_root, "tiny", "pointnet")
+    for style in ("t2m", "original"):
+        text = TextConfig(p_negative=0.5, negative_style=style)
+        describer = describer_for(ds, text, HashingEncoder(16))
+        assert isinstance(describer, NegativeDescriptions) and describer.style == style

@@ -42,6 +42,39 @@ def test_shapes_of_features_and_logits() -> None:
     assert model(points).shape == (4, 5)
 
 
+def test_the_original_widths_give_256_d_features_from_a_1024_d_global_feature() -> None:
+    # The original's PointNet: 2,500 points, a 1024-d global feature reduced to 256.
+    torch.manual_seed(0)
+    model = PointNet(4, global_dim=1024, feature_dim=256).eval()
+    points = torch.randn(2, 2500, 3)
+    with torch.no_grad():
+        features = model.features(points)
+        assert model.point_mlp(points.reshape(-1, 3)).shape == (2 * 2500, 1024)
+    assert features.shape == (2, 256) and bool((features >= 0).all())
+    assert model(points).shape == (2, 4)
+    assert extract_features(model, torch.empty(0, 2500, 3)).shape == (0, 256)
+    shuffled = points[:, torch.randperm(2500)]
+    torch.testing.assert_close(extract_features(model, shuffled), features)
+
+
+def test_training_with_a_reduction_layer_emits_its_width() -> None:
+    points, labels = toy_clouds(4, 32)
+    model = train_pointnet(
+        points, labels, epochs=1, max_seconds=None, batch_size=4, global_dim=64, feature_dim=16
+    )
+    assert extract_features(model, points).shape == (8, 16)
+    assert model.state_dict()["reduce.0.weight"].shape == (16, 64)
+
+
+def test_default_widths_add_no_reduction_layer() -> None:
+    # The `shapes` demo's network (and so its features for a seed) stays what it was.
+    model = PointNet(3)
+    assert (model.global_dim, model.feature_dim) == (FEATURE_DIM, FEATURE_DIM)
+    assert not any(key.startswith("reduce.") for key in model.state_dict())
+    with pytest.raises(ValueError, match="feature_dim"):
+        PointNet(3, global_dim=64, feature_dim=128)
+
+
 def test_features_do_not_depend_on_point_order() -> None:
     torch.manual_seed(0)
     model = PointNet(3).eval()
@@ -218,6 +251,49 @@ def test_encode_builds_features_again_when_their_pointnet_settings_change(tmp_pa
     result = _encode_shapes(tmp_path, "pointnet.epochs=2", "pointnet.seed=7", "--force")
     assert result.exit_code == 0, result.output
     assert "(built)" in result.stdout and "again" not in result.stderr
+
+
+def test_encode_records_the_widths_and_builds_again_when_they_change(tmp_path: Path) -> None:
+    root = generate_shapes(tmp_path / "datasets" / "shapes", seed=0, n_train=1, n_test=1)
+    feature_file = root / FEATURES_DIR / "pointnet.safetensors"
+    assert _encode_shapes(tmp_path).exit_code == 0
+    features, *_, meta = load_features(feature_file)
+    assert (meta["global_dim"], meta["feature_dim"]) == (256, 256)
+    assert features.shape[1] == 256
+
+    widths = ("pointnet.global_dim=64", "pointnet.feature_dim=16")
+    result = _encode_shapes(tmp_path, *widths)
+    assert result.exit_code == 0, result.output
+    assert "(built)" in result.stdout
+    message = " ".join(result.stderr.split())
+    assert "pointnet.global_dim=256, now 64; pointnet.feature_dim=256, now 16" in message
+    features, *_, meta = load_features(feature_file)
+    assert features.shape[1] == 16 and (meta["global_dim"], meta["feature_dim"]) == (64, 16)
+    assert "(already there)" in _encode_shapes(tmp_path, *widths).stdout
+
+
+def test_features_from_before_the_widths_were_settings_are_kept(tmp_path: Path) -> None:
+    from t2m_cli.data.dataset import save_features
+
+    root = generate_shapes(tmp_path / "datasets" / "shapes", seed=0, n_train=1, n_test=1)
+    feature_file = root / FEATURES_DIR / "pointnet.safetensors"
+    assert _encode_shapes(tmp_path).exit_code == 0
+    *data, meta = load_features(feature_file)
+    del meta["global_dim"]  # as written then: the pooled 256-d feature, recorded as feature_dim
+    save_features(feature_file, *data, meta)
+    result = _encode_shapes(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "(already there)" in result.stdout and "again" not in result.stderr
+    result = _encode_shapes(tmp_path, "pointnet.global_dim=512")
+    assert "pointnet.global_dim=256, now 512" in " ".join(result.stderr.split())
+
+
+def test_encode_refuses_features_wider_than_the_global_feature(tmp_path: Path) -> None:
+    result = _encode_shapes(tmp_path, "pointnet.global_dim=64", "pointnet.feature_dim=128")
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "pointnet.feature_dim 128 is above pointnet.global_dim 64" in message
+    assert "Traceback" not in result.output
 
 
 def test_encode_builds_features_again_when_the_meshes_or_the_seen_classes_change(

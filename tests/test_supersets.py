@@ -241,12 +241,13 @@ def test_classes_without_an_attribute_entry_are_left_out():
         supersets(Probe(), LookupEncoder(), ds)
 
 
-@pytest.mark.parametrize("hn_type", ["EV", "IVEV"])
+# W and WW built for one description (k = 1) are the super-set models of train.task supersets.
+@pytest.mark.parametrize("hn_type", ["EV", "IVEV", "W", "WW"])
 def test_a_real_hypernetwork_runs_end_to_end_with_one_description(tiny_root, hn_type):
     ds = load_dataset(tiny_root, "tiny", "pointnet")
     encoder = HashingEncoder(64)
     torch.manual_seed(0)
-    hn = build_hypernet(hn_type, text_dim=64, feature_dim=ds.feature_dim, hidden=8)
+    hn = build_hypernet(hn_type, text_dim=64, feature_dim=ds.feature_dim, hidden=8, k=1)
     hn.train()
     result = supersets(hn, encoder, ds, template="a {} thing", chunk=3)
     assert hn.training  # training mode restored

@@ -89,14 +89,15 @@ def _render_eval(evaluations, figures) -> None:
             shown = f"c = {constant:.3g}" if math.isfinite(constant) else "c = n/a"
             table.add_row("", shown, *calibrated)
         console.result(table)
-    skipped = sorted(
-        {f.method for f in figures} - {f.method for f in figures if f.protocol != "pairs"}
-    )
-    if skipped and any(f.protocol != "pairs" for f in figures):
-        console.log(
-            f"{', '.join(skipped)}: pairs only (a hypernetwork of fixed k cannot induce a "
-            "classifier over other numbers of classes)."
-        )
+    asked = list(dict.fromkeys(f.protocol for f in figures))
+    for method in methods:
+        own = {f.protocol for f in figures if f.method == method}
+        if own != set(asked):
+            console.log(
+                f"{label.get(method, method)}: {', '.join(p for p in asked if p in own)} only "
+                "(a hypernetwork of fixed k cannot induce a classifier over other numbers of "
+                "classes)."
+            )
 
 
 def evaluate(

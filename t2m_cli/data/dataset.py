@@ -151,18 +151,23 @@ class ZeroShotDataset:
         test = torch.bincount(self.labels[self.is_test], minlength=n).tolist()
         return {c: (int(train[i]), int(test[i])) for i, c in enumerate(self.classes)}
 
-    def check_usable(self, subject: str, classes_per_task: int = 2) -> None:
+    def check_usable(
+        self, subject: str, classes_per_task: int = 2, val_classes: str = "holdout"
+    ) -> None:
         """Refuse a split that training or a protocol could not use (`split_requirements`).
 
         Args:
             subject: what the message calls the split, naming the file to fix (``"split.json
                 of /data/x"``).
             classes_per_task: classes in a training task; the seen part needs this many.
+            val_classes: ``train.val_classes``; 'train' asks more of the validation classes.
 
         Raises:
             DataError: every shortfall, in one message.
         """
-        problems = split_requirements(self.split.to_json(), self.row_counts(), classes_per_task)
+        problems = split_requirements(
+            self.split.to_json(), self.row_counts(), classes_per_task, val_classes
+        )
         if problems:
             raise DataError(
                 " ".join([f"{subject} {problems[0]}", *(f"It {p}" for p in problems[1:])])

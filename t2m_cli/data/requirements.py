@@ -5,13 +5,17 @@
   and at least one held-out row (the pair protocol's seen part and GZSL's S score a seen class
   on its held-out rows only; without any, a pair would be scored on its partner's rows alone).
 - ``val``: at least 2 classes, each with rows: the best epoch (and every baseline's
-  hyperparameters) is chosen on pairs of validation classes.
+  hyperparameters) is chosen on pairs of validation classes. With ``train.val_classes:
+  train`` (the original code's protocol) it needs ``train.classes_per_task`` classes (tasks
+  are drawn from them too), each also with a training row (tasks learn from them) and a
+  held-out row (the epoch is chosen on those alone).
 - ``unseen``: at least 2 classes, each with rows: the pair and ZSL protocols score them.
 
 `t2m data check` and `t2m data import` (`t2m_cli.data.custom`), every converter (through
 `t2m_cli.data.dataset.save_dataset`), every load of a dataset folder (`load_dataset`) and
-`t2m train` before it builds anything (with its ``train.classes_per_task``) ask
-`split_requirements`, so each of them refuses the same splits in the same words.
+`t2m train` before it builds anything (with its ``train.classes_per_task`` and
+``train.val_classes``) ask `split_requirements`, so each of them refuses the same splits in
+the same words.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def split_requirements(
     parts: Mapping[str, Sequence[str]],
     rows: Mapping[str, tuple[int, int]],
     classes_per_task: int = 2,
+    val_classes: str = "holdout",
 ) -> list[str]:
     """Every way a split falls short of what training and the protocols need.
 
@@ -43,6 +48,8 @@ def split_requirements(
         rows: class name -> (training rows, held-out rows); a class absent here has none.
         classes_per_task: classes in a training task (``train.classes_per_task``); the seen part
             needs at least this many classes.
+        val_classes: ``train.val_classes``; with 'train' every validation class needs a
+            training row and a held-out row, as a seen class does.
 
     Returns:
         Problems, each a sentence that follows the split's name (``"split.json"``, ``"The
@@ -76,6 +83,30 @@ def split_requirements(
             "score a seen class on its held-out rows: hold out some of their rows (is_test), or "
             "move them to 'val' or 'unseen'."
         )
+    if val_classes == "train":
+        if MIN_CLASSES["val"] <= len(val) < classes_per_task:
+            problems.append(
+                f"has {_in_part(val, 'val')}; with train.val_classes=train a task of validation "
+                f"classes draws {classes_per_task} of them, so it needs at least "
+                f"{classes_per_task}: move classes to 'val', lower train.classes_per_task, or "
+                "set train.val_classes=holdout."
+            )
+        no_train = [c for c in val if count(c)[0] == 0 < count(c)[1]]
+        if no_train:
+            problems.append(
+                f"has validation classes {no_train} with no training rows (all their rows are "
+                "held out); train.val_classes=train trains on a validation class's training "
+                "rows: keep some of their rows for training, or set train.val_classes=holdout."
+            )
+        no_test = [c for c in val if count(c)[1] == 0 < count(c)[0]]
+        if no_test:
+            problems.append(
+                f"has validation classes {no_test} with no held-out rows; "
+                "train.val_classes=train trains on a validation class's training rows and "
+                "chooses the epoch on its held-out rows alone: hold out some of their rows "
+                "(is_test), or set train.val_classes=holdout to keep validation classes out of "
+                "training."
+            )
     for part, names, why in (
         ("val", val, "the best epoch is chosen on pairs of validation classes"),
         ("unseen", unseen, "the pair and ZSL protocols score pairs of unseen classes"),

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from t2m_cli.encoders.text import TextEncoder
 
 TextSource = Literal["names", "descriptions"]
+NegativeStyle = Literal["t2m", "original"]
 TEXT_SOURCES: tuple[str, ...] = ("names", "descriptions")
 
 
@@ -120,8 +121,10 @@ class NegativeDescriptions:
     task has and a lacks: ``prefix + "striped, black, ..."``, at most ``n_attributes`` of them
     in random order (the paper's "Animal that is not: ..."). With k = 2 the other class is the
     pair's partner; with more, any other class of the task. A class with no such attribute
-    keeps its positive description. The texts depend on the draw, so they are embedded when
-    first met and cached for the rest of the run.
+    keeps its positive description. With ``style="original"`` the text is the original code's:
+    the attributes joined with a space (``prefix + "striped black"``), and a class with none
+    gets the bare ``prefix``. The texts depend on the draw, so they are embedded when first met
+    and cached for the rest of the run.
 
     Attributes:
         bank: the positive descriptions.
@@ -130,6 +133,7 @@ class NegativeDescriptions:
         p_negative: chance that a task uses negative descriptions.
         n_attributes: most attributes named in one negative description.
         prefix: text before the attribute list.
+        style: 't2m' or 'original' (``text.negative_style``), see above.
     """
 
     bank: TextBank
@@ -138,6 +142,7 @@ class NegativeDescriptions:
     p_negative: float
     n_attributes: int = 4
     prefix: str = "Animal that is not: "
+    style: NegativeStyle = "t2m"
 
     def __post_init__(self) -> None:
         self._cache: dict[str, torch.Tensor] = {}
@@ -154,6 +159,7 @@ class NegativeDescriptions:
             self.p_negative,
             self.n_attributes,
             self.prefix,
+            self.style,
         )
         moved._cache = self._cache
         return moved
@@ -161,15 +167,17 @@ class NegativeDescriptions:
     def negative_text(
         self, cls: int, others: Sequence[int], generator: torch.Generator
     ) -> str | None:
-        """A negative description of ``cls`` against ``others``, or None if none exists."""
+        """A negative description of ``cls`` against ``others``; None if it has no attribute
+        to name, except in the original style, which then gives the bare prefix."""
         import torch
 
         union = frozenset().union(*(self.attributes[o] for o in others))
         lacking = sorted(union - self.attributes[cls])
         if not lacking:
-            return None
+            return self.prefix if self.style == "original" else None
         pick = torch.randperm(len(lacking), generator=generator)[: self.n_attributes]
-        return self.prefix + ", ".join(lacking[i] for i in pick.tolist())
+        sep = " " if self.style == "original" else ", "
+        return self.prefix + sep.join(lacking[i] for i in pick.tolist())
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
         new = sorted({t for t in texts if t not in self._cache})
@@ -225,8 +233,10 @@ def build_describer(
     p_negative: float = 0.0,
     n_attributes: int = 4,
     prefix: str = "Animal that is not: ",
+    style: NegativeStyle = "t2m",
 ) -> Describer:
-    """The description source a text config asks for: positive texts, maybe with negatives."""
+    """The description source a text config asks for: positive texts, maybe with negatives
+    (written in ``style``, see `NegativeDescriptions`)."""
     bank = TextBank.build(classes, descriptions, source, encoder)
     if p_negative <= 0:
         return bank
@@ -244,6 +254,7 @@ def build_describer(
         p_negative,
         n_attributes,
         prefix,
+        style,
     )
 
 
@@ -259,4 +270,5 @@ def describer_for(dataset: ZeroShotDataset, text: TextConfig, encoder: TextEncod
         text.p_negative,
         text.n_attributes,
         text.negative_prefix,
+        text.negative_style,
     )

@@ -2,9 +2,12 @@
 
 T2M-HN works on frozen features. For ModelNet40 the paper uses 256-d PointNet features, but
 those were never published, so this module builds them: a PointNet (shared per-point MLP
-3-64-128-256, global max-pool) is trained to classify the *seen* classes' training shapes only,
-and its pooled 256-d activations become every shape's feature. Training on validation or unseen
-classes would leak them into the features and inflate zero-shot accuracy.
+3-64-128-G, global max-pool to a G-d global feature, then, when G differs from the feature width
+F, one Linear-BatchNorm-ReLU layer G -> F) is trained to classify the *seen* classes' training
+shapes only, and its F-d activations become every shape's feature. The defaults (G = F = 256,
+no reduction layer) fit the `shapes` demo; the original's PointNet pools a 1024-d global feature
+and reduces it to 256 (``pointnet.global_dim`` / ``pointnet.feature_dim``). Training on
+validation or unseen classes would leak them into the features and inflate zero-shot accuracy.
 
 This module imports torch at the top; the CLI imports it only inside the command that encodes.
 """
@@ -29,16 +32,26 @@ from t2m_cli.errors import DataError
 FEATURE_FILE = "pointnet.safetensors"
 MODEL_FILE = "pointnet_model.safetensors"
 FEATURE_DIM = 256
+"""Default width F of the features (``pointnet.feature_dim``)."""
+GLOBAL_DIM = 256
+"""Default width G of the max-pooled global feature (``pointnet.global_dim``)."""
 # Vertical axis of the clouds (z, as in the `shapes` dataset and ModelNet40's .off files).
 # Augmentation turns shapes only about it, so "tall" stays different from "long".
 UP_AXIS = 2
 
 
 class PointNet(nn.Module):
-    """Shared per-point MLP 3-64-128-256 with BatchNorm, max-pool, and a training head.
+    """Shared per-point MLP 3-64-128-G with BatchNorm, max-pool, a reduction G -> F when G != F,
+    and a training head.
 
     Args:
         n_classes: outputs of the classification head, which only training uses.
+        global_dim: width G of the max-pooled global feature.
+        feature_dim: width F of the features; below G, a Linear-BatchNorm-ReLU layer reduces
+            the global feature to it (the original reduces 1024 to 256).
+
+    Raises:
+        ValueError: ``feature_dim`` above ``global_dim`` (a reduction cannot widen).
 
     Attributes:
         epochs_trained: passes over the training rows (fractional when a time budget cut
@@ -47,21 +60,39 @@ class PointNet(nn.Module):
         seconds_trained: wall-clock seconds of the training loop.
     """
 
-    def __init__(self, n_classes: int) -> None:
+    def __init__(
+        self, n_classes: int, global_dim: int = GLOBAL_DIM, feature_dim: int = FEATURE_DIM
+    ) -> None:
         super().__init__()
+        if not 0 < feature_dim <= global_dim:
+            raise ValueError(f"feature_dim {feature_dim} must be in 1..global_dim {global_dim}")
         self.n_classes = n_classes
+        self.global_dim = global_dim
+        self.feature_dim = feature_dim
         self.epochs_trained = 0.0
         self.steps_trained = 0
         self.seconds_trained = 0.0
-        widths = (3, 64, 128, FEATURE_DIM)
+        widths = (3, 64, 128, global_dim)
         layers: list[nn.Module] = []
         for w_in, w_out in itertools.pairwise(widths):
             # Linear on (points, channels) rather than Conv1d with kernel 1: the same maths,
             # measured 15-30% faster on CPU. No bias: BatchNorm's shift makes it redundant.
             layers += [nn.Linear(w_in, w_out, bias=False), nn.BatchNorm1d(w_out), nn.ReLU()]
         self.point_mlp = nn.Sequential(*layers)
+        # No layer (and no draw from the seeded generator) when nothing is reduced, so the
+        # default network, its weights and its features are the ones built before G and F
+        # were settings.
+        self.reduce: nn.Module = (
+            nn.Sequential(
+                nn.Linear(global_dim, feature_dim, bias=False),
+                nn.BatchNorm1d(feature_dim),
+                nn.ReLU(),
+            )
+            if feature_dim != global_dim
+            else nn.Identity()
+        )
         self.head = nn.Sequential(
-            nn.Linear(FEATURE_DIM, 128, bias=False),
+            nn.Linear(feature_dim, 128, bias=False),
             nn.BatchNorm1d(128),
             nn.ReLU(),
             nn.Dropout(0.3),
@@ -75,12 +106,12 @@ class PointNet(nn.Module):
             points: (B, P, 3) clouds.
 
         Returns:
-            (B, 256) max over points of the per-point features, so the order of the points
-            does not matter.
+            (B, feature_dim): the max over points of the per-point features (B, global_dim),
+            reduced when the widths differ; the order of the points does not matter.
         """
         batch, n_points, _ = points.shape
         per_point = self.point_mlp(points.reshape(batch * n_points, 3))
-        return per_point.reshape(batch, n_points, FEATURE_DIM).amax(dim=1)
+        return self.reduce(per_point.reshape(batch, n_points, self.global_dim).amax(dim=1))
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         """Class logits (B, n_classes) of (B, P, 3) clouds."""
@@ -121,6 +152,8 @@ def train_pointnet(
     seed: int = 0,
     device: str = "cpu",
     train_points: int | None = 256,
+    global_dim: int = GLOBAL_DIM,
+    feature_dim: int = FEATURE_DIM,
     progress: Callable[[int, int], None] | None = None,
 ) -> PointNet:
     """Train a PointNet to classify the given clouds, and only those.
@@ -140,6 +173,8 @@ def train_pointnet(
         seed: seeds torch (weights, dropout) and the shuffling and augmentation.
         device: torch device to train on.
         train_points: points drawn from each cloud per step (fewer is faster), or None for all.
+        global_dim: width of the max-pooled global feature (see `PointNet`).
+        feature_dim: width of the features, at most ``global_dim``.
         progress: called as ``progress(done, total)`` after each step.
 
     Returns:
@@ -162,7 +197,7 @@ def train_pointnet(
     # augmentation from a private one, so both are fixed by the seed.
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = PointNet(len(classes)).to(device)
+    model = PointNet(len(classes), global_dim, feature_dim).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
     points = points.detach().to("cpu", torch.float32)
     n_rows, n_points = points.shape[0], points.shape[1]
@@ -231,7 +266,7 @@ def _recalibrate_batchnorm(
 def extract_features(
     model: PointNet, points: torch.Tensor, batch_size: int = 256, device: str = "cpu"
 ) -> torch.Tensor:
-    """Pooled 256-d PointNet features of every cloud, in eval mode (BatchNorm's running stats).
+    """PointNet features of every cloud, in eval mode (BatchNorm's running stats).
 
     Args:
         model: a trained PointNet.
@@ -240,7 +275,8 @@ def extract_features(
         device: torch device to run on.
 
     Returns:
-        (N, 256) float32 features on the CPU; the same input gives the same output.
+        (N, model.feature_dim) float32 features on the CPU; the same input gives the same
+        output.
     """
     model.eval().to(device)
     chunks = []
@@ -249,7 +285,7 @@ def extract_features(
             batch = points[begin : begin + batch_size].to(device, torch.float32)
             chunks.append(model.features(batch).to("cpu", torch.float32))
     if not chunks:
-        return torch.empty(0, FEATURE_DIM)
+        return torch.empty(0, model.feature_dim)
     return torch.cat(chunks)
 
 
@@ -269,10 +305,12 @@ def encode_point_features(
     batch_size: int = 32,
     lr: float = 1e-3,
     seed: int = 0,
+    global_dim: int = GLOBAL_DIM,
+    feature_dim: int = FEATURE_DIM,
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Build 256-d PointNet features for every mesh of a ModelNet40-style dataset.
+    """Build PointNet features for every mesh of a ModelNet40-style dataset.
 
     Samples a cloud from every mesh, trains a PointNet on the training meshes of the split's
     seen classes only, and extracts every mesh's pooled feature with it.
@@ -293,6 +331,8 @@ def encode_point_features(
         batch_size: clouds per training step.
         lr: Adam's initial learning rate.
         seed: seeds point sampling, weights, shuffling and augmentation.
+        global_dim: width of the max-pooled global feature (see `PointNet`).
+        feature_dim: width of the features written, at most ``global_dim``.
         device: torch device.
         progress: called as ``progress(done, 100)``: loading the meshes fills the first
             quarter, training up to 90, extraction the rest.
@@ -338,10 +378,12 @@ def encode_point_features(
         seed=seed,
         device=device,
         train_points=train_points,
+        global_dim=global_dim,
+        feature_dim=feature_dim,
         progress=stage(25, 90),
     )
     extracting = stage(90, 100)
-    features = torch.empty(len(points), FEATURE_DIM)
+    features = torch.empty(len(points), feature_dim)
     chunk = 256
     for begin in range(0, len(points), chunk):
         rows_now = slice(begin, begin + chunk)
@@ -352,7 +394,8 @@ def encode_point_features(
     trained_on = [classes[int(i)] for i in torch.unique(labels[rows])]
     meta = {
         "extractor": "pointnet",
-        "feature_dim": FEATURE_DIM,
+        "feature_dim": feature_dim,
+        "global_dim": global_dim,
         "n_points": n_points,
         "train_points": train_points,
         "epochs": epochs,
@@ -398,7 +441,7 @@ def outdated_features(
         split: the dataset's split now.
         settings: `encode_point_features`'s keyword arguments as the config gives them
             (``n_points``, ``train_points``, ``epochs``, ``max_seconds``, ``batch_size``,
-            ``lr``, ``seed``).
+            ``lr``, ``seed``, ``global_dim``, ``feature_dim``).
 
     Returns:
         What differs, as a clause for a log line ("it was built with pointnet.epochs=1, now
@@ -413,6 +456,8 @@ def outdated_features(
     meta = header.get("meta")
     if not isinstance(meta, dict) or meta.get("extractor") != "pointnet":
         return "it records no PointNet settings"
+    # Files written before global_dim was a setting pooled the very features they record.
+    meta = {"global_dim": meta.get("feature_dim"), **meta}
     changed = [
         f"pointnet.{key}={meta.get(key, 'unknown')}, now {value}"
         for key, value in settings.items()

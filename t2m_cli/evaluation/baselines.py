@@ -1,4 +1,4 @@
-"""Baselines that need no hypernetwork, scored by the same pair harness as T2M-HN.
+"""The baselines `t2m evaluate --baseline` scores beside T2M-HN, and their registry.
 
 `RidgePrototypes` (DeViSE-like): a ridge map from a class's text embedding to its mean feature,
 fitted on the seen classes; a description becomes a prototype in feature space and a sample goes
@@ -9,19 +9,31 @@ code, description draws and chunking apply.
 `EszslBaseline` (Romera-Paredes & Torr 2015, "An embarrassingly simple approach to zero-shot
 learning"): a bilinear compatibility ``x^T V s`` between a feature and a class signature, with V
 in closed form. Read as an inducer it maps a description s to the linear classifier ``w = V s``.
+
+`BASELINES` maps each name to how it is obtained: ridge and ESZSL are fitted here on the seen
+classes (hyperparameters chosen on validation classes); the non-symmetric W hypernetwork is
+trained by `t2m train --baseline W RUN` and only read here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from t2m_cli import runs
 from t2m_cli.data.dataset import ZeroShotDataset
 from t2m_cli.data.texts import TextBank
+from t2m_cli.errors import UserInputError
 from t2m_cli.models.hypernet import TargetParams, linear_target
 from t2m_cli.scoring.pairs import validation_pair_accuracy
+
+if TYPE_CHECKING:
+    from t2m_cli.encoders.text import TextEncoder
 
 RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 ESZSL_GAMMAS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -249,3 +261,69 @@ def fit_eszsl(
                 best = (score, model, gamma, lam)
     assert best is not None, "no (gamma, lambda) to try"
     return best[1], best[2], best[3]
+
+
+@dataclass
+class BaselineInputs:
+    """What a baseline may use: the seen classes' data, validation classes, the run folder.
+
+    Attributes:
+        dataset: features, standardised as the run's hypernetwork sees them.
+        bank: the positive descriptions (CPU).
+        seed: seed of the description draws used to pick hyperparameters.
+        run_dir: the run folder (a trained baseline is read from inside it).
+        device: where scoring happens.
+        encoder: the text encoder the descriptions were embedded with; a trained baseline
+            must have been trained with its model.
+    """
+
+    dataset: ZeroShotDataset
+    bank: TextBank
+    seed: int
+    run_dir: Path
+    device: torch.device
+    encoder: TextEncoder
+
+
+def _fit_ridge(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
+    model, alpha = fit_ridge_baseline(inputs.dataset, inputs.bank, seed=inputs.seed)
+    return model, {"alpha": alpha}
+
+
+def _fit_eszsl(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
+    model, gamma, lam = fit_eszsl(inputs.dataset, inputs.bank, seed=inputs.seed)
+    return model, {"gamma": gamma, "lambda": lam}
+
+
+def _load_w(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
+    """The non-symmetric W hypernetwork that `t2m train --baseline W RUN` trained into
+    ``RUN/baselines/W``; evaluation only reads it."""
+    from t2m_cli.encoders.text import check_trained_model
+    from t2m_cli.models.checkpoint import load_checkpoint
+
+    folder = runs.baseline_dir(inputs.run_dir, "W")
+    config = runs.load_run(folder)[0] if runs.is_run(folder) else None
+    if config is None or runs.finished_epochs(folder) < config.train.epochs:
+        state = "is not finished" if config is not None else "has not been trained"
+        raise UserInputError(
+            f"The W baseline of run {inputs.run_dir} {state}. Train it with "
+            f"`t2m train --baseline W {inputs.run_dir}`, then evaluate again."
+        )
+    model, meta, _ = load_checkpoint(runs.checkpoint_path(folder, "best"), inputs.device)
+    check_trained_model(inputs.encoder, meta, f"The W baseline of run {inputs.run_dir}")
+    return model, {
+        "folder": f"{runs.BASELINES_DIR}/W",
+        "epoch": meta.get("epoch"),
+        "epochs": config.train.epochs,
+    }
+
+
+# A fitted baseline is an nn.Module that is also an Inducer.
+BASELINES: dict[str, Callable[[BaselineInputs], tuple[Any, dict[str, Any]]]] = {
+    "ridge": _fit_ridge,
+    "eszsl": _fit_eszsl,
+    "W": _load_w,
+}
+"""Baselines `t2m evaluate --baseline` scores beside the run's hypernetwork: ridge and ESZSL
+are fitted in closed form at evaluation; W is read from the run folder (`t2m train --baseline
+W`)."""

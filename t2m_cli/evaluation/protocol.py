@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from t2m_cli import runs
 from t2m_cli.errors import UserInputError
+from t2m_cli.evaluation.baselines import BASELINES, BaselineInputs
 from t2m_cli.evaluation.report import HYPERNET, Figure, RunEvaluation
 from t2m_cli.paths import text_cache_dir
 
@@ -35,36 +36,17 @@ if TYPE_CHECKING:
 
     from t2m_cli.config import EvalConfig
     from t2m_cli.data.dataset import ZeroShotDataset
-    from t2m_cli.data.texts import Describer, TextBank
+    from t2m_cli.data.texts import Describer
     from t2m_cli.encoders.text import TextEncoder
     from t2m_cli.models.hypernet import Inducer
 
 # Which rows of each part's classes are scored.
 PAIR_PARTS = {"seen": "test", "val": "all", "unseen": "all"}
+TRAINED_VAL_PAIR_PARTS = {**PAIR_PARTS, "val": "test"}
+"""The rows scored when validation classes were trained on (``train.val_classes: train``): their
+held-out rows only, the rows the run chose its epoch on."""
 CURVE_POINTS = 1000
 """Most points of a GZSL curve kept for plots."""
-
-
-@dataclass
-class BaselineInputs:
-    """What a baseline may use: the seen classes' data, validation classes, the run folder.
-
-    Attributes:
-        dataset: features, standardised as the run's hypernetwork sees them.
-        bank: the positive descriptions (CPU).
-        seed: seed of the description draws used to pick hyperparameters.
-        run_dir: the run folder (a trained baseline is read from inside it).
-        device: where scoring happens.
-        encoder: the text encoder the descriptions were embedded with; a trained baseline
-            must have been trained with its model.
-    """
-
-    dataset: ZeroShotDataset
-    bank: TextBank
-    seed: int
-    run_dir: Path
-    device: torch.device
-    encoder: TextEncoder
 
 
 def evaluate_run(
@@ -93,7 +75,7 @@ def evaluate_run(
 
     Raises:
         UserInputError: for an unknown protocol or baseline, an override outside ``eval``,
-            or a protocol the run's hypernetwork cannot take part in.
+            or a protocol the run's hypernetwork cannot take part in (`check_protocols`).
         DataError: the text model found under the run's ``text.model`` is not the one the
             run (or its W baseline) was trained with (`check_trained_model`).
     """
@@ -123,6 +105,8 @@ def evaluate_run(
         )
     device = resolve_device(config.train.device)
     hypernet, meta, norm = load_checkpoint(runs.checkpoint_path(run_dir, checkpoint), device)
+    # Before the dataset is read or any baseline fitted.
+    check_protocols(hypernet, protocols)
     dataset = open_dataset(
         config.dataset.name, config.dataset.root, config.dataset.features, cache_dir
     )
@@ -171,7 +155,17 @@ def evaluate_run(
         if log is not None:
             log(f"scoring {method}")
         figures, details = score_method(
-            model, method, bank, dataset, protocols, settings, draw_seed, encoder
+            model,
+            method,
+            bank,
+            dataset,
+            protocols,
+            settings,
+            draw_seed,
+            encoder,
+            pair_parts=TRAINED_VAL_PAIR_PARTS
+            if config.train.val_classes == "train"
+            else PAIR_PARTS,
         )
         evaluation.figures.extend(figures)
         evaluation.details[method] = details
@@ -199,6 +193,7 @@ class Scoring:
         settings: the ``eval`` section in force.
         draw_seed: seed of the description draws.
         encoder: embeds texts a protocol makes (attribute descriptions).
+        pair_parts: split part -> the rows of its classes the pair protocol scores.
     """
 
     inducer: Inducer
@@ -208,6 +203,7 @@ class Scoring:
     settings: EvalConfig
     draw_seed: int
     encoder: TextEncoder
+    pair_parts: dict[str, str]
 
 
 @dataclass
@@ -227,30 +223,32 @@ def score_method(
     settings: EvalConfig,
     draw_seed: int,
     encoder: TextEncoder,
+    pair_parts: dict[str, str] = PAIR_PARTS,
 ) -> tuple[list[Figure], dict[str, Any]]:
     """Run the asked protocols for one model, each with the same description draws.
 
-    A baseline with a fixed number of classes (W) takes part in the pair protocol only; the
-    run's own hypernetwork asked for a protocol it cannot do is a user error.
+    ``pair_parts`` says which rows of each part's classes the pair protocol scores
+    (`TRAINED_VAL_PAIR_PARTS` for a run that trained on its validation classes).
+
+    A baseline built for a fixed number of classes (W) takes part only in the protocols that
+    ask for that number (`FIXED_K_PROTOCOLS`); the run's own hypernetwork asked for a protocol
+    it cannot do is a user error, raised before anything is scored.
 
     Returns:
         the figures and, for plots, the details (unseen pair matrix, GZSL curve, ...).
 
     Raises:
-        UserInputError: the run's own W / WW hypernetwork is asked for a protocol other than
-            pairs.
+        UserInputError: the run's own W / WW hypernetwork is asked for a protocol that needs
+            another number of classes (`check_protocols`).
     """
+    if method == HYPERNET:
+        check_protocols(inducer, protocols)
     fixed = getattr(inducer, "fixed_k", None)
-    scoring = Scoring(inducer, method, bank, dataset, settings, draw_seed, encoder)
+    scoring = Scoring(inducer, method, bank, dataset, settings, draw_seed, encoder, pair_parts)
     figures: list[Figure] = []
     details: dict[str, Any] = {}
     for protocol in protocols:
-        if protocol not in FIXED_K_PROTOCOLS and fixed is not None:
-            if method == HYPERNET:
-                raise UserInputError(
-                    f"The {getattr(inducer, 'hn_type', '')} hypernetwork emits classifiers over "
-                    f"exactly {fixed} classes; the {protocol} protocol needs EV or IVEV."
-                )
+        if fixed is not None and FIXED_K_PROTOCOLS.get(protocol) != fixed:
             continue
         result = PROTOCOLS[protocol](scoring)
         figures.extend(result.figures)
@@ -266,7 +264,7 @@ def _h_figure(method: str, protocol: str, metric: str, seen: float, unseen: floa
 
 def pairs_protocol(s: Scoring) -> ProtocolResult:
     """The paper's protocol: a binary classifier induced for every ordered pair of each part's
-    classes, scored on the rows of `PAIR_PARTS`; mean +- SEM over pairs, and H."""
+    classes, scored on the rows of ``s.pair_parts``; mean +- SEM over pairs, and H."""
     import torch
 
     from t2m_cli.scoring.metrics import summarize
@@ -275,7 +273,7 @@ def pairs_protocol(s: Scoring) -> ProtocolResult:
     figures: list[Figure] = []
     details: dict[str, Any] = {}
     means = {}
-    for part, rows in PAIR_PARTS.items():
+    for part, rows in s.pair_parts.items():
         classes = s.dataset.split.part(part)
         # Each part starts from the seed, so adding a part never changes another's draws.
         generator = torch.Generator().manual_seed(s.draw_seed)
@@ -405,52 +403,40 @@ PROTOCOLS: dict[str, Callable[[Scoring], ProtocolResult]] = {
     "supersets": supersets_protocol,
 }
 """Protocols `t2m evaluate --protocol` runs, by name."""
-FIXED_K_PROTOCOLS = frozenset({"pairs"})
-"""Protocols a hypernetwork built for a fixed number of classes (W, WW) can take part in."""
+FIXED_K_PROTOCOLS = {"pairs": 2, "supersets": 1}
+"""Protocols a hypernetwork built for a fixed number of classes (W, WW) can take part in, and
+the number each asks for: pairs two classes, supersets one description. ZSL and GZSL ask for
+classifiers over many classes at once, which only EV and IVEV emit."""
 
 
-def _fit_ridge(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
-    from t2m_cli.evaluation.baselines import fit_ridge_baseline
+def check_protocols(inducer: Inducer, protocols: Sequence[str]) -> None:
+    """Refuse protocols a hypernetwork built for a fixed number of classes cannot take part in.
 
-    model, alpha = fit_ridge_baseline(inputs.dataset, inputs.bank, seed=inputs.seed)
-    return model, {"alpha": alpha}
+    Args:
+        inducer: the run's hypernetwork; EV and IVEV (no ``fixed_k``) take part in all.
+        protocols: names from `PROTOCOLS`.
 
-
-def _fit_eszsl(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
-    from t2m_cli.evaluation.baselines import fit_eszsl
-
-    model, gamma, lam = fit_eszsl(inputs.dataset, inputs.bank, seed=inputs.seed)
-    return model, {"gamma": gamma, "lambda": lam}
-
-
-def _load_w(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
-    """The non-symmetric W hypernetwork that `t2m train --baseline W RUN` trained into
-    ``RUN/baselines/W``; evaluation only reads it."""
-    from t2m_cli.encoders.text import check_trained_model
-    from t2m_cli.models.checkpoint import load_checkpoint
-
-    folder = runs.baseline_dir(inputs.run_dir, "W")
-    config = runs.load_run(folder)[0] if runs.is_run(folder) else None
-    if config is None or runs.finished_epochs(folder) < config.train.epochs:
-        state = "is not finished" if config is not None else "has not been trained"
-        raise UserInputError(
-            f"The W baseline of run {inputs.run_dir} {state}. Train it with "
-            f"`t2m train --baseline W {inputs.run_dir}`, then evaluate again."
-        )
-    model, meta, _ = load_checkpoint(runs.checkpoint_path(folder, "best"), inputs.device)
-    check_trained_model(inputs.encoder, meta, f"The W baseline of run {inputs.run_dir}")
-    return model, {
-        "folder": f"{runs.BASELINES_DIR}/W",
-        "epoch": meta.get("epoch"),
-        "epochs": config.train.epochs,
+    Raises:
+        UserInputError: naming the protocols it cannot do and those it can.
+    """
+    fixed = getattr(inducer, "fixed_k", None)
+    if fixed is None:
+        return
+    refused = [p for p in protocols if FIXED_K_PROTOCOLS.get(p) != fixed]
+    if not refused:
+        return
+    able = [p for p, k in FIXED_K_PROTOCOLS.items() if k == fixed]
+    built = "one description (a super-set model)" if fixed == 1 else f"exactly {fixed} classes"
+    needs = {
+        p: "one description" if k == 1 else f"{k} classes" for p, k in FIXED_K_PROTOCOLS.items()
     }
-
-
-# A fitted baseline is an nn.Module that is also an Inducer.
-BASELINES: dict[str, Callable[[BaselineInputs], tuple[Any, dict[str, Any]]]] = {
-    "ridge": _fit_ridge,
-    "eszsl": _fit_eszsl,
-    "W": _load_w,
-}
-"""Baselines `t2m evaluate --baseline` scores beside the run's hypernetwork: ridge and ESZSL
-are fitted here in closed form; W is read from the run folder (`t2m train --baseline W`)."""
+    asked = "; ".join(
+        f"{p} needs {needs[p]}" if p in needs else f"{p} needs classifiers over many classes"
+        for p in refused
+    )
+    other = f"Evaluate it with --protocol {','.join(able)}, or train" if able else "Train"
+    raise UserInputError(
+        f"The {getattr(inducer, 'hn_type', '')} hypernetwork of this run was built for "
+        f"{built}, so it cannot take part in protocol {', '.join(refused)} ({asked}). {other} "
+        "EV or IVEV, which work for any number of classes."
+    )

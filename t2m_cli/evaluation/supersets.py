@@ -15,8 +15,9 @@ rows, and all rows of the validation and unseen classes.
 The paper scores a model trained for super-sets: a single-logit BCE objective with attribute
 descriptions as targets, which is ``t2m train train.task=supersets``. Any class-task EV or IVEV
 run can be scored too: it is asked for its classifier of a one-description set, which measures
-how well the class-task model transfers to attributes. W and WW emit classifiers over a fixed
-number of classes (2) and cannot be asked for k = 1.
+how well the class-task model transfers to attributes. W and WW emit classifiers over the number
+of classes they were built for: those trained on class pairs cannot be asked for k = 1, those
+trained with ``train.task: supersets`` (the original's super-set model is W) are built for it.
 
 Classes of a part that ``dataset.attributes`` does not list are unlabelled for this protocol and
 their rows are left out (an empty list means "has none of the attributes" and counts).
@@ -51,7 +52,8 @@ def supersets(
     """Per-attribute ROC AUC of one-description classifiers on the seen, val and unseen parts.
 
     Args:
-        inducer: a trained EV or IVEV hypernetwork (W and WW are refused).
+        inducer: a trained EV or IVEV hypernetwork, or a W / WW built for one description
+            (one trained on class pairs is refused).
         encoder: embeds the attribute descriptions (all in one ``encode`` call).
         dataset: must carry ``attributes`` (class -> list of attribute names).
         template: description of an attribute, ``{}`` standing for its name.
@@ -63,7 +65,7 @@ def supersets(
         attributes scored in that part, H the harmonic mean of the seen and unseen means.
 
     Raises:
-        UserInputError: a W / WW inducer, or a template without ``{}``.
+        UserInputError: a W / WW inducer built for pairs, or a template without ``{}``.
         DataError: the dataset has no attributes, or a part has no attribute that some but
             not all of its classes have.
     """

@@ -131,10 +131,15 @@ class Hypernetwork(nn.Module):
     def check_k(self, k: int) -> None:
         """Refuse a set size the network cannot handle (W and WW fix k when built)."""
         if self.fixed_k is not None and k != self.fixed_k:
+            built = (
+                "one description (a super-set model)"
+                if self.fixed_k == 1
+                else f"exactly {self.fixed_k} classes"
+            )
             raise UserInputError(
-                f"The {self.hn_type} hypernetwork was built for exactly {self.fixed_k} classes "
-                f"and cannot emit a classifier over {k}. Use EV or IVEV, which work on sets of "
-                "any size, or give it exactly that many classes."
+                f"The {self.hn_type} hypernetwork was built for {built} and cannot emit a "
+                f"classifier over {k}. Use EV or IVEV, which work on sets of any size, or give "
+                "it exactly that many."
             )
 
     def build_args(self) -> dict[str, Any]:
@@ -226,12 +231,18 @@ class IVEVHypernet(Hypernetwork):
 
 
 class _ConcatHypernet(Hypernetwork):
-    """Shared part of W and WW: an MLP over the k embeddings concatenated in order."""
+    """Shared part of W and WW: an MLP over the k embeddings concatenated in order.
+
+    k = 1 reads one description and emits a single-logit target: the super-set model of the
+    original code (``train.task: supersets``).
+    """
 
     def __init__(self, text_dim: int, feature_dim: int, hidden: int = 120, k: int = 2) -> None:
         super().__init__(text_dim, feature_dim, hidden)
-        if k < 2:
-            raise UserInputError(f"A {self.hn_type} hypernetwork needs k >= 2 classes, not {k}.")
+        if k < 1:
+            raise UserInputError(
+                f"A {self.hn_type} hypernetwork needs k >= 1 descriptions, not {k}."
+            )
         self.fixed_k = k
         self.trunk = nn.Sequential(
             nn.Linear(k * text_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()

@@ -267,13 +267,15 @@ def pair_accuracies(
 
 
 def validation_pair_accuracy(
-    hypernet: Inducer, bank: Describer, dataset: ZeroShotDataset, seed: int
+    hypernet: Inducer, bank: Describer, dataset: ZeroShotDataset, seed: int, part: str = "all"
 ) -> Summary:
     """Mean +- SEM pair accuracy over the validation classes, with draws seeded by ``seed``.
 
     The one score that model selection uses: the trainer's best epoch and every baseline's
-    hyperparameters are chosen on it, never on unseen classes.
+    hyperparameters are chosen on it, never on unseen classes. ``part`` is the rows scored
+    (see `pair_accuracies`): 'test' when the validation classes' training rows were trained
+    on (``train.val_classes: train``).
     """
     generator = torch.Generator().manual_seed(seed)
-    _, acc = pair_accuracies(hypernet, bank, dataset, dataset.split.val, "all", generator)
+    _, acc = pair_accuracies(hypernet, bank, dataset, dataset.split.val, part, generator)
     return summarize(acc)

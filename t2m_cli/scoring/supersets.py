@@ -32,12 +32,20 @@ class TextEmbedder(Protocol):
 
 
 def check_inducer(inducer: Inducer) -> None:
+    """Refuse an inducer that cannot emit a one-description (k = 1) classifier.
+
+    EV and IVEV work for any k; W and WW only for the k they were built with, so only those
+    trained with ``train.task: supersets`` (built for k = 1) are scored.
+
+    Raises:
+        UserInputError: ``inducer.fixed_k`` is set and is not 1.
+    """
     fixed = getattr(inducer, "fixed_k", None)
     if fixed is not None and fixed != 1:
         raise UserInputError(
             f"The {getattr(inducer, 'hn_type', '?')} hypernetwork emits classifiers over exactly "
             f"{fixed} classes; the supersets protocol asks for a one-description classifier "
-            "(k = 1) and needs EV or IVEV."
+            "(k = 1): use EV or IVEV, or a W or WW trained with train.task supersets."
         )
 
 
@@ -62,8 +70,9 @@ def superset_aucs(
     """ROC AUC of the one-description classifier of each attribute on the rows of ``classes``.
 
     Args:
-        inducer: EV / IVEV hypernetwork (or anything with ``fixed_k`` None or 1) mapping
-            (T, 1, d) description sets to target weights, with ``target(params, x)``.
+        inducer: EV / IVEV hypernetwork, a super-set W / WW, or anything with ``fixed_k``
+            None or 1, mapping (T, 1, d) description sets to target weights, with
+            ``target(params, x)``.
         texts: (A, d) embeddings of the attributes' descriptions, row i for ``attributes[i]``.
         attributes: the A attribute names, as ``dataset.attributes`` spells them.
         dataset: features, labels and ``attributes`` (class -> names of its attributes).

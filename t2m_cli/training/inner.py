@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,9 +35,10 @@ TargetFn = Callable[[TargetParams, torch.Tensor], torch.Tensor]
 class InnerSettings:
     """Settings of the inner SGD loop: the ``train.inner_*`` keys of a config.
 
-    Their defaults (the paper's) live in `TrainConfig` alone. The original code hard-codes lr
-    0.01, momentum 0.9 and weight decay 0.01 and ignores its own flags for them; here they are
-    real settings with those defaults.
+    Their defaults (the paper's) live in `TrainConfig`; ``order`` has the same default here
+    only so that code building the settings by hand may leave it out. The original code
+    hard-codes lr 0.01, momentum 0.9 and weight decay 0.01 and ignores its own flags for them;
+    here they are real settings with those defaults.
     """
 
     epochs: int
@@ -45,6 +46,7 @@ class InnerSettings:
     lr: float
     momentum: float
     weight_decay: float
+    order: Literal["reshuffle", "fixed"] = "reshuffle"
 
     @classmethod
     def from_config(cls, train: TrainConfig) -> InnerSettings:
@@ -60,7 +62,7 @@ class InnerSettings:
 
 
 def minibatch_order(
-    counts: torch.Tensor, epochs: int, generator: torch.Generator
+    counts: torch.Tensor, epochs: int, generator: torch.Generator, fixed: bool = False
 ) -> list[torch.Tensor]:
     """The sample order of every inner epoch: one random permutation per task and epoch.
 
@@ -68,6 +70,9 @@ def minibatch_order(
         counts: (T,) number of samples of each task; rows are padded to the largest.
         epochs: inner epochs.
         generator: CPU generator.
+        fixed: draw one permutation per task and use it in every epoch, as the original code
+            does (``train.inner_order: fixed``); it then takes one draw from ``generator``
+            instead of ``epochs``.
 
     Returns:
         ``epochs`` tensors (T, n_max) on the CPU. Row t starts with a random permutation of
@@ -77,10 +82,12 @@ def minibatch_order(
     pad = torch.arange(n_max) >= counts.unsqueeze(1)
     # Random keys below 1 for real samples and 2 for padding: sorting puts a uniformly random
     # permutation of the real samples first, for every task at once.
-    return [
+    draws = 1 if fixed else epochs
+    orders = [
         torch.rand(len(counts), n_max, generator=generator).masked_fill(pad, 2.0).argsort(1)
-        for _ in range(epochs)
+        for _ in range(draws)
     ]
+    return orders * epochs if fixed else orders
 
 
 def inner_train(

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -50,6 +50,8 @@ class OuterSettings:
     momentum: float
     weight_decay: float
     seed: int
+    task_sampling: Literal["fill", "once"]
+    val_classes: Literal["holdout", "train"]
     eval_seed: int
 
     @classmethod
@@ -106,31 +108,61 @@ class EpochResult:
         }
 
 
-def sample_tasks(n_classes: int, k: int, n_tasks: int, generator: torch.Generator) -> torch.Tensor:
-    """Tasks of one epoch: ordered k-tuples of distinct classes.
+def sample_tasks(
+    n_classes: int | Sequence[int],
+    k: int,
+    n_tasks: int,
+    generator: torch.Generator,
+    fill: bool = True,
+) -> torch.Tensor:
+    """Tasks of one epoch: ordered k-tuples of distinct classes, never mixing groups.
 
-    For k = 2, as in the paper, all ordered pairs are shuffled and the first ``n_tasks`` taken
-    (no pair twice in an epoch, unless there are fewer pairs than tasks). For k > 2 each task
-    is an independent random ordered k-subset.
+    Classes are numbered group after group: ``n_classes=(28, 12)`` makes 0-27 the first
+    group (the seen classes) and 28-39 the second (the validation classes, with
+    ``train.val_classes: train``); an int is a single group.
+
+    For k = 2, as in the paper, the ordered pairs within each group are pooled, group after
+    group, shuffled, and the first ``n_tasks`` taken, as the original code does: a group is
+    drawn in proportion to its ordered pairs, and no pair comes twice in an epoch. When there
+    are fewer pairs than tasks, ``fill`` shuffles them again until there are ``n_tasks``;
+    without it the epoch has each pair once (the original's ``train.task_sampling: once``).
+    For k > 2 each task is an independent random ordered k-subset of one group, the group
+    drawn in proportion to its ordered k-tuples; ``fill`` does not apply.
 
     Returns:
-        (n_tasks, k) int64 indices in ``range(n_classes)``.
+        (n, k) int64 class numbers; n = ``n_tasks``, or the number of ordered pairs if smaller
+        and ``fill`` is False.
+
+    Raises:
+        UserInputError: no group has k classes.
     """
-    if k > n_classes:
+    sizes = [n_classes] if isinstance(n_classes, int) else list(n_classes)
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    if k > max(sizes):
         raise UserInputError(
             f"Tasks of {k} classes need at least {k} training classes; the dataset has "
-            f"{n_classes}. Lower train.classes_per_task."
+            f"{max(sizes)}. Lower train.classes_per_task."
         )
     if k == 2:
-        pairs = ordered_pairs(n_classes)
-        reps = -(-n_tasks // len(pairs))
+        pairs = torch.cat([ordered_pairs(n) + at for n, at in zip(sizes, offsets) if n >= 2])
+        reps = -(-n_tasks // len(pairs)) if fill else 1
         order = torch.cat([torch.randperm(len(pairs), generator=generator) for _ in range(reps)])
         return pairs[order[:n_tasks]]
-    return torch.stack([torch.randperm(n_classes, generator=generator)[:k] for _ in range(n_tasks)])
+    tuples = torch.tensor([float(math.perm(n, k)) for n in sizes], dtype=torch.float64)
+    if int((tuples > 0).sum()) == 1:
+        # One group to draw from: no draw of the group, so a single group's stream is as it
+        # always was.
+        group = [int(tuples.argmax())] * n_tasks
+    else:
+        group = torch.multinomial(tuples, n_tasks, replacement=True, generator=generator).tolist()
+    return torch.stack(
+        [torch.randperm(sizes[g], generator=generator)[:k] + offsets[g] for g in group]
+    )
 
 
 class Trainer:
-    """Trains a hypernetwork on a dataset's seen classes.
+    """Trains a hypernetwork on a dataset's seen classes (and, with ``outer.val_classes ==
+    "train"``, on its validation classes' training rows too, as the original code does).
 
     Each hypernetwork step takes ``outer.tasks_per_step`` tasks; their inner loops run at once
     as batched tensor operations and one backward pass gives the mean of their updates. One
@@ -169,8 +201,17 @@ class Trainer:
         self.device = device
         self.features = dataset.features.to(device)
         self.seen = torch.tensor([dataset.index(c) for c in dataset.split.seen])
-        # Seen classes train on their training rows only; their held-out rows are for evaluation.
-        self.train_rows = [dataset.class_rows(c, "train").to(device) for c in dataset.split.seen]
+        groups = [dataset.split.seen]
+        if outer.val_classes == "train":
+            groups.append(dataset.split.val)
+        # Tasks draw from these groups, never mixing them; the seen classes come first, so a
+        # seen class's index is the same in both modes.
+        self.groups = tuple(len(g) for g in groups)
+        names = [c for g in groups for c in g]
+        self.classes = torch.tensor([dataset.index(c) for c in names])
+        # Tasks train on training rows only; seen classes' held-out rows are for evaluation,
+        # validation classes' (in "train" mode) for choosing the epoch.
+        self.train_rows = [dataset.class_rows(c, "train").to(device) for c in names]
         self.optimizer = torch.optim.SGD(
             self.hypernet.parameters(),
             lr=outer.lr,
@@ -184,7 +225,7 @@ class Trainer:
         """Feature rows and labels of a batch of tasks, padded to the largest.
 
         Args:
-            tasks: (T, k) indices into the seen classes.
+            tasks: (T, k) indices into `classes` (the seen classes, then any validation ones).
 
         Returns:
             rows (T, n_max) into the feature matrix, y (T, n_max) with label = position of
@@ -207,15 +248,16 @@ class Trainer:
 
     def draw_text(self, tasks: torch.Tensor) -> torch.Tensor:
         """(T, k, d) description embeddings of a batch of tasks, drawn with the generator."""
-        return self.bank.draw(self.seen[tasks], self.generator)
+        return self.bank.draw(self.classes[tasks], self.generator)
 
     def sample_epoch(self) -> torch.Tensor:
-        """The tasks of one epoch, (tasks_per_epoch, k) indices into the seen classes."""
+        """The tasks of one epoch, (n, k) indices into `classes`; see `sample_tasks`."""
         return sample_tasks(
-            len(self.seen),
+            self.groups,
             self.outer.classes_per_task,
             self.outer.tasks_per_epoch,
             self.generator,
+            fill=self.outer.task_sampling == "fill",
         )
 
     def accumulate(self, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -227,7 +269,7 @@ class Trainer:
         the mean update of all T tasks.
 
         Args:
-            tasks: (T, k) indices into the seen classes.
+            tasks: (T, k) indices into `classes`.
 
         Returns:
             (T_own,) first-minibatch inner losses and (T_own,) ||theta_0 - theta_T|| of this
@@ -235,7 +277,8 @@ class Trainer:
         """
         rows, y, counts = self.task_data(tasks)
         text = self.draw_text(tasks)
-        order = minibatch_order(counts, self.inner.epochs, self.generator)
+        fixed = self.inner.order == "fixed"
+        order = minibatch_order(counts, self.inner.epochs, self.generator, fixed)
         mine = slice(self.rank, None, self.world_size)
         if not len(counts[mine]):
             empty = torch.zeros(0, device=self.device)
@@ -271,7 +314,7 @@ class Trainer:
         gradients are summed before the step.
 
         Args:
-            tasks: (T, k) indices into the seen classes.
+            tasks: (T, k) indices into `classes`.
             where: which step this is, for the error message (``"epoch 3, task 17 of 100"``).
 
         Returns:
@@ -357,9 +400,14 @@ class Trainer:
         self.best_val = float(facts["best_val"])
 
     def validate(self) -> Summary:
-        """Mean pair accuracy over the validation classes, with fixed description draws."""
+        """Mean pair accuracy over the validation classes, with fixed description draws.
+
+        Scored on all their rows, or on their held-out rows only when their training rows are
+        trained on (``val_classes == "train"``).
+        """
+        part = "test" if self.outer.val_classes == "train" else "all"
         return validation_pair_accuracy(
-            self.hypernet, self.bank, self.dataset, self.outer.eval_seed
+            self.hypernet, self.bank, self.dataset, self.outer.eval_seed, part
         )
 
     def epochs(self, start: int = 1) -> Iterator[EpochResult]:

@@ -49,7 +49,11 @@ def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, Fea
     # classes is refused here, not in the first epoch (super-set tasks are one class each).
     k = 2 if config.train.task == "supersets" else config.train.classes_per_task
     root = resolve_root(config.dataset.name, config.dataset.root, cache_dir)
-    dataset.check_usable(f"{root / SPLIT_FILE}, with train.classes_per_task={k},", k)
+    val_classes = config.train.val_classes
+    settings = f"train.classes_per_task={k}" + (
+        ", train.val_classes=train" if val_classes == "train" else ""
+    )
+    dataset.check_usable(f"{root / SPLIT_FILE}, with {settings},", k, val_classes)
     norm = FeatureNorm.fit(dataset) if config.dataset.standardize else None
     if norm is not None:
         dataset = norm.apply(dataset)
@@ -77,21 +81,28 @@ def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, Fea
         OuterSettings.from_config(t, eval_seed=config.eval.seed),
         device,
     )
-    trainer = SupersetTrainer(*args, attributes=names, texts=texts) if supersets else Trainer(*args)
+    trainer = (
+        SupersetTrainer(*args, attributes=names, texts=texts, balance=t.superset_balance)
+        if supersets
+        else Trainer(*args)
+    )
     return trainer, norm
 
 
 def _superset_texts(
     dataset: ZeroShotDataset, config: Config, encoder: TextEncoder
 ) -> tuple[list[str], torch.Tensor]:
-    """Every attribute of the dataset and the embeddings of its descriptions (super-set tasks).
+    """The attributes of the seen and validation classes and the embeddings of their
+    descriptions (super-set tasks). Unseen classes' attributes are not read: training never
+    sees what only unseen classes have.
 
     The description is the one the supersets evaluation protocol uses:
     ``eval.superset_template`` filled with the attribute's readable name.
     """
     from t2m_cli.scoring.supersets import attribute_texts
 
-    names = sorted({a for values in dataset.attributes.values() for a in values})
+    known = (*dataset.split.seen, *dataset.split.val)
+    names = sorted({a for c in known for a in dataset.attributes.get(c, ())})
     if not names:
         raise DataError(
             f"train.task supersets trains on attributes, but dataset '{dataset.name}' has no "
@@ -319,8 +330,9 @@ TRAINED_BASELINES = ("W",)
 
 
 def baseline_config(config: Config, folder: Path, name: str) -> Config:
-    """The config a baseline trains with: the run's own (same data, texts, seed, schedule)
-    except the hypernetwork type, pairs as tasks, its folder, and no wandb.
+    """The config a baseline trains with: the run's own (same data, texts, seed, schedule,
+    task) except the hypernetwork type, pairs for class tasks, its folder, and no wandb. The W
+    baseline of a ``train.task: supersets`` run is a super-set W (one description).
 
     Raises:
         UserInputError: ``name`` is not a baseline that needs training.

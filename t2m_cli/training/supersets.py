@@ -8,6 +8,7 @@ validation ROC-AUC over attributes in place of pair accuracy.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
@@ -21,18 +22,22 @@ from t2m_cli.training.inner import InnerSettings
 from t2m_cli.training.loop import OuterSettings, Trainer
 
 
-def superset_tasks(n_attributes: int, n_tasks: int, generator: torch.Generator) -> torch.Tensor:
+def superset_tasks(
+    n_attributes: int, n_tasks: int, generator: torch.Generator, fill: bool = True
+) -> torch.Tensor:
     """Super-set tasks of one epoch: the attributes shuffled, the first ``n_tasks`` taken.
 
     The analogue of `t2m_cli.training.loop.sample_tasks` for pairs: no attribute twice in an
-    epoch unless there are fewer attributes than tasks, in which case the shuffles repeat.
+    epoch unless there are fewer attributes than tasks, in which case the shuffles repeat
+    (``fill``), or the epoch has each attribute once (``train.task_sampling: once``).
 
     Returns:
-        (n_tasks, 1) int64 indices in ``range(n_attributes)``.
+        (n, 1) int64 indices in ``range(n_attributes)``; n = ``n_tasks``, or
+        ``n_attributes`` if smaller and ``fill`` is False.
     """
     if n_attributes < 1:
         raise ValueError("super-set tasks need at least one attribute")
-    reps = -(-n_tasks // n_attributes)
+    reps = -(-n_tasks // n_attributes) if fill else 1
     order = torch.cat([torch.randperm(n_attributes, generator=generator) for _ in range(reps)])
     return order[:n_tasks].unsqueeze(1)
 
@@ -45,8 +50,11 @@ class SupersetTrainer(Trainer):
     text, and emits a single-logit target; the inner loop trains it with binary cross-entropy
     on the training rows of every seen class that ``dataset.attributes`` lists, label 1 for the
     rows of classes that have X and 0 for the others (unlisted classes are unlabelled and left
-    out, as in the evaluation protocol). Everything else (tasks per step, mixed precision,
-    processes, the hypernetwork update, state and resume) is the class trainer's.
+    out, as in the evaluation protocol). With ``balance="subsample"`` (the original code) a
+    task reads every row of its smaller side (with or without X) and as many rows of its
+    larger side, drawn for each task with the trainer's generator, so a resumed run draws
+    what an unbroken one would. Everything else (tasks per step, mixed precision, processes,
+    the hypernetwork update, state and resume) is the class trainer's.
 
     Validation is the mean ROC-AUC over attributes on all rows of the validation classes
     (`superset_aucs`; attributes that do not split them are skipped). Unseen classes are
@@ -56,6 +64,7 @@ class SupersetTrainer(Trainer):
         attributes: names of the A attributes, as ``dataset.attributes`` spells them.
         texts: (A, d) embeddings of their descriptions (see
             `t2m_cli.scoring.supersets.attribute_texts`), row i for ``attributes[i]``.
+        balance: ``train.superset_balance``: 'none' (every row) or 'subsample'.
         The others: as for `Trainer`; ``bank`` is kept but not read by the super-set tasks.
 
     Raises:
@@ -75,8 +84,10 @@ class SupersetTrainer(Trainer):
         *,
         attributes: Sequence[str],
         texts: torch.Tensor,
+        balance: Literal["none", "subsample"] = "none",
     ) -> None:
         super().__init__(hypernet, bank, dataset, inner, outer, device, rank, world_size)
+        self.balance = balance
         names = list(attributes)
         if texts.dim() != 2 or texts.shape[0] != len(names):
             raise ValueError(
@@ -109,7 +120,14 @@ class SupersetTrainer(Trainer):
             torch.arange(len(labelled)), torch.tensor([len(r) for r in rows])
         )
         # (A_train, N): 1 where the row's class has the attribute.
-        self.labels = has[keep][:, row_class].to(device=device, dtype=self.features.dtype)
+        positive = has[keep][:, row_class]
+        self.labels = positive.to(device=device, dtype=self.features.dtype)
+        # Positions in `task_rows` of each training attribute's positives and negatives, on
+        # the CPU where balanced tasks are drawn. Every seen class has training rows (the split
+        # is checked when the dataset loads), so an attribute that splits the classes has both.
+        self.sides = [
+            (torch.nonzero(p).flatten(), torch.nonzero(~p).flatten()) for p in positive.unbind()
+        ]
 
     def _check_val_splits(self, names: list[str]) -> None:
         val = [
@@ -126,26 +144,54 @@ class SupersetTrainer(Trainer):
             )
 
     def sample_epoch(self) -> torch.Tensor:
-        """(tasks_per_epoch, 1) indices into `attributes`, see `superset_tasks`."""
-        return superset_tasks(len(self.attributes), self.outer.tasks_per_epoch, self.generator)
+        """(n, 1) indices into `attributes`, see `superset_tasks`."""
+        return superset_tasks(
+            len(self.attributes),
+            self.outer.tasks_per_epoch,
+            self.generator,
+            fill=self.outer.task_sampling == "fill",
+        )
 
     def task_data(self, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rows, 0 / 1 labels and counts of a batch of super-set tasks.
 
-        Every task reads the same rows (the training rows of the labelled seen classes);
-        only the labels differ.
+        Without balancing every task reads the same rows (the training rows of the labelled
+        seen classes) and only the labels differ. With ``balance="subsample"`` each task keeps
+        those rows of the smaller side and an equal number of the larger side, drawn with the
+        generator; tasks are then padded to the longest.
 
         Args:
             tasks: (T, 1) indices into `attributes`.
 
         Returns:
-            rows (T, N), y (T, N) floats (1 = the row's class has the attribute), counts (T,).
+            rows (T, n) into the feature matrix, y (T, n) floats (1 = the row's class has the
+            attribute), counts (T,) of real rows per task (the rest is padding).
         """
         n_tasks = len(tasks)
-        rows = self.task_rows.unsqueeze(0).expand(n_tasks, -1)
         y = self.labels[tasks[:, 0].to(self.labels.device)]
-        counts = torch.full((n_tasks,), len(self.task_rows), dtype=torch.long)
-        return rows, y, counts
+        if self.balance == "none":
+            rows = self.task_rows.unsqueeze(0).expand(n_tasks, -1)
+            counts = torch.full((n_tasks,), len(self.task_rows), dtype=torch.long)
+            return rows, y, counts
+        kept = [self._balanced(int(a)) for a in tasks[:, 0].tolist()]
+        counts = torch.tensor([len(k) for k in kept])
+        # Padding points at the first row; the inner loop masks it out by the counts.
+        where = torch.zeros(n_tasks, int(counts.max()), dtype=torch.long)
+        for t, k in enumerate(kept):
+            where[t, : len(k)] = k
+        where = where.to(self.task_rows.device)
+        return self.task_rows[where], torch.gather(y, 1, where.to(y.device)), counts
+
+    def _balanced(self, attribute: int) -> torch.Tensor:
+        """Positions in `task_rows` of one balanced task, in row order: every row of the
+        smaller side and as many of the larger, drawn with the generator (one draw per task,
+        whichever side is larger, as the original draws)."""
+        positive, negative = self.sides[attribute]
+        small, large = (
+            (positive, negative) if len(positive) <= len(negative) else (negative, positive)
+        )
+        drawn = large[torch.randperm(len(large), generator=self.generator)[: len(small)]]
+        return torch.cat([small, drawn]).sort().values
 
     def draw_text(self, tasks: torch.Tensor) -> torch.Tensor:
         """(T, 1, d) embeddings of the tasks' attribute descriptions (no random draw)."""

@@ -1,0 +1,215 @@
+"""The original code's choices as settings: refused where the data cannot give them, selected
+by examples/paper.yaml, and listed in the README's table "t2m and the original code"."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from test_splits import SPLIT, _held_out_last, _import, _train, write_folder
+from typer.testing import CliRunner
+
+from t2m_cli.cli import app
+from t2m_cli.config import Config, load_config
+from t2m_cli.data.dataset import load_dataset, save_features
+from t2m_cli.training.run import train_run
+
+ROOT = Path(__file__).resolve().parents[1]
+ORIGINAL = [
+    "train.val_classes=train",
+    "train.task_sampling=once",
+    "train.inner_order=fixed",
+    "text.negative_style=original",
+    "text.p_negative=0.5",
+]
+
+
+def _val_rows(is_test: np.ndarray, held_out: bool) -> np.ndarray:
+    """``is_test`` with every row of the validation classes (class_6, class_7) set."""
+    out = is_test.copy()
+    labels = np.repeat(np.arange(10), 6)
+    out[np.isin(labels, [6, 7])] = held_out
+    return out
+
+
+def test_train_mode_refuses_validation_classes_without_held_out_rows(tmp_path):
+    folder = write_folder(
+        tmp_path / "mine", split=SPLIT, is_test=_val_rows(_held_out_last(), False)
+    )
+    assert _import(folder, tmp_path).exit_code == 0  # holdout needs no held-out rows there
+    result = _train(tmp_path, "train.val_classes=train")
+    assert result.exit_code == 2
+    split_file = tmp_path / "cache" / "datasets" / "mine" / "split.json"
+    assert f"{split_file}, with train.classes_per_task=2, train.val_classes=train," in (
+        result.stderr
+    )
+    assert "validation classes ['class_6', 'class_7'] with no held-out rows" in result.stderr
+    assert "set train.val_classes=holdout" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()
+    result = _train(tmp_path)
+    assert result.exit_code == 0, result.output
+
+
+def test_train_mode_refuses_validation_classes_without_training_rows(tmp_path):
+    folder = write_folder(tmp_path / "mine", split=SPLIT, is_test=_val_rows(_held_out_last(), True))
+    assert _import(folder, tmp_path).exit_code == 0
+    result = _train(tmp_path, "train.val_classes=train")
+    assert result.exit_code == 2
+    assert "validation classes ['class_6', 'class_7'] with no training rows" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_mode_refuses_fewer_validation_classes_than_a_task_has(tmp_path):
+    folder = write_folder(tmp_path / "mine", split=SPLIT, is_test=_held_out_last())
+    assert _import(folder, tmp_path).exit_code == 0
+    result = _train(tmp_path, "train.val_classes=train", "train.classes_per_task=3")
+    assert result.exit_code == 2
+    assert "2 classes in 'val' (class_6, class_7)" in result.stderr
+    assert "a task of validation classes draws 3 of them" in result.stderr
+    assert not (tmp_path / "runs").exists()
+    result = _train(tmp_path, "train.val_classes=train")
+    assert result.exit_code == 0, result.output
+
+
+def test_train_mode_is_refused_for_superset_tasks():
+    result = CliRunner().invoke(
+        app, ["train", "train.task=supersets", "train.val_classes=train", "text.model=hashing"]
+    )
+    assert result.exit_code == 2
+    assert "train.val_classes" in result.stderr and "train.task" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_the_original_settings_train_and_never_read_unseen_classes(tiny_root, tmp_path):
+    ds = load_dataset(tiny_root, "tiny", "pointnet")
+    scrambled = tmp_path / "scrambled"
+    for name in ("split.json", "descriptions.json", "attributes.json"):
+        (scrambled / name).parent.mkdir(parents=True, exist_ok=True)
+        (scrambled / name).write_bytes((tiny_root / name).read_bytes())
+    features = ds.features.clone()
+    g = torch.Generator().manual_seed(5)
+    for c in ds.split.unseen:
+        rows = ds.class_rows(c)
+        features[rows] = 50 * torch.randn(len(rows), ds.feature_dim, generator=g)
+    save_features(
+        scrambled / "features" / "pointnet.safetensors",
+        features,
+        ds.labels,
+        ds.is_test,
+        ds.classes,
+        ds.meta,
+    )
+
+    def metrics(root: Path, name: str) -> list[dict]:
+        fast = ["text.model=hashing", "train.epochs=3", "train.tasks_per_epoch=60"]
+        where = [f"dataset.root={root}", f"run.dir={tmp_path / 'runs'}", f"run.name={name}"]
+        config = load_config(None, [*ORIGINAL, *fast, "model.hidden=8", *where])
+        lines = (train_run(config) / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in lines]
+
+    first = metrics(tiny_root, "a")
+    # 42 seen and 6 validation ordered pairs: each once, so an epoch of 48 tasks.
+    assert [m["tasks"] for m in first] == [48, 48, 48]
+    assert first == metrics(scrambled, "b")
+
+
+def test_the_original_settings_resume_like_an_unbroken_run(tiny_root, tmp_path):
+    from test_resume import assert_resumes_like_unbroken
+
+    def config_for(name: str) -> Config:
+        fast = ["text.model=hashing", "train.epochs=4", "train.tasks_per_epoch=20"]
+        where = [f"dataset.root={tiny_root}", f"run.dir={tmp_path / 'runs'}", f"run.name={name}"]
+        return load_config(None, [*ORIGINAL, *fast, "model.hidden=8", *where])
+
+    assert_resumes_like_unbroken(config_for, tmp_path / "runs")
+
+
+def test_paper_yaml_selects_every_choice_of_the_original():
+    config = load_config(ROOT / "examples" / "paper.yaml")
+    assert config.train.val_classes == "train"
+    assert config.train.task_sampling == "once"
+    assert config.train.inner_order == "fixed"
+    assert config.text.negative_style == "original"
+    assert config.text.model == "paraphrase-MiniLM-L6-v2"
+    assert config.dataset.standardize is False
+
+
+def _yaml_value(value: object) -> str:
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def test_the_readme_table_names_each_setting_its_default_and_the_original_value():
+    """Every row with one setting: its t2m column is the config default, and its original
+    column the value of examples/paper.yaml (ModelNet40 rows: examples/modelnet40.yaml)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## t2m and the original code", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| ([^|]+) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", section, re.M)
+    checked = set()
+    examples = {
+        "paper": load_config(ROOT / "examples" / "paper.yaml"),
+        "modelnet40": load_config(ROOT / "examples" / "modelnet40.yaml"),
+    }
+    for difference, setting, original, default in rows[1:]:  # after the header
+        key = re.fullmatch(r"`(\w+)\.(\w+)`", setting.strip())
+        if key is None:
+            continue
+        section_name, name = key.groups()
+        first = re.match(r"`([^`]+)`", default.strip())
+        assert first is not None, difference
+        assert first.group(1) == _yaml_value(getattr(getattr(Config(), section_name), name))
+        if difference.startswith("Super-set"):
+            continue
+        example = examples["modelnet40" if section_name == "pointnet" else "paper"]
+        first = re.match(r"`([^`]+)`", original.strip())
+        assert first is not None, difference
+        assert first.group(1) == _yaml_value(getattr(getattr(example, section_name), name))
+        checked.add(f"{section_name}.{name}")
+    assert {
+        "train.val_classes",
+        "train.task_sampling",
+        "train.inner_order",
+        "text.negative_style",
+        "text.model",
+        "dataset.standardize",
+    } <= checked
+
+
+def test_evaluation_scores_trained_validation_classes_on_held_out_rows_only(tiny_root, tmp_path):
+    # A run that trained on its validation classes' training rows must not report them: the
+    # validation pair figure reads held-out rows only, so scrambling the training rows after
+    # training leaves it unchanged.
+    from t2m_cli.evaluation.protocol import evaluate_run
+
+    root = tmp_path / "data"
+    for name in ("split.json", "descriptions.json", "attributes.json"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes((tiny_root / name).read_bytes())
+    ds = load_dataset(tiny_root, "tiny", "pointnet")
+
+    def write(features: torch.Tensor) -> None:
+        target = root / "features" / "pointnet.safetensors"
+        save_features(target, features, ds.labels, ds.is_test, ds.classes, ds.meta)
+
+    write(ds.features)
+    fast = ["text.model=hashing", "train.epochs=2", "train.tasks_per_epoch=20"]
+    where = [f"dataset.root={root}", f"run.dir={tmp_path / 'runs'}", "run.name=orig"]
+    run = train_run(load_config(None, [*ORIGINAL, *fast, "model.hidden=8", *where]))
+
+    def val_figure() -> float:
+        figures = evaluate_run(run, protocols=["pairs"]).figures
+        return next(f.mean for f in figures if f.protocol == "pairs" and f.metric == "val")
+
+    before = val_figure()
+    features = ds.features.clone()
+    g = torch.Generator().manual_seed(3)
+    for c in ds.split.val:
+        rows = ds.class_rows(c, "train")
+        features[rows] = 50 * torch.randn(len(rows), ds.feature_dim, generator=g)
+    write(features)
+    assert val_figure() == before
