@@ -24,13 +24,40 @@ if TYPE_CHECKING:
     import torch
 
 
+def _check_target(path: Path, what: str) -> None:
+    """Refuse a target that cannot become ``what``: a folder where a file goes, a path with no
+    name (``.``, ``..``, ``/``, an empty path), or one below a file."""
+    shown = "'.' (the working folder)" if str(path) == "." else str(path)
+    if path.name in ("", ".", ".."):
+        raise UserInputError(
+            f"Cannot write {shown}: it does not end in a {what} name ('.', '..' and '/' stand "
+            f"for folders that exist). Give a path that ends in a {what} name."
+        )
+    if what == "file" and path.is_dir():
+        raise UserInputError(
+            f"Cannot write {shown}: it is a folder, not a file. Give a path that ends in a "
+            "file name."
+        )
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise UserInputError(
+            f"Cannot write {path}: {above} is a file, not a folder. Give a path inside a folder."
+        )
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a fresh temporary path beside ``path``; on success it replaces ``path``.
 
-    Creates the target's folder. An `OSError` becomes a `RunFailure` naming the file.
+    Creates the target's folder.
+
+    Raises:
+        UserInputError: ``path`` is a folder or has no file name (``.``, ``..``, ``/``), or a
+            folder above it is a file; checked before anything is written.
+        RunFailure: an `OSError` while writing, naming the file.
     """
     path = Path(path)
+    _check_target(path, "file")
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,11 +91,14 @@ def staged_dir(target: Path, *, replace: bool = False) -> Iterator[Path]:
         The temporary folder to fill.
 
     Raises:
-        UserInputError: ``target`` exists (and is not an empty folder) when the folder is ready
-            and ``replace`` is False; it is left as it was and the new folder is discarded.
+        UserInputError: ``target`` has no folder name (``.``, ``..``, ``/``) or a folder above
+            it is a file (checked first); or ``target`` exists (and is not an empty folder)
+            when the folder is ready and ``replace`` is False: it is left as it was and the new
+            folder is discarded.
         RunFailure: an `OSError` while building or moving the folder, naming ``target``.
     """
     target = Path(target)
+    _check_target(target, "folder")
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

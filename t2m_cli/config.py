@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -22,9 +23,55 @@ from pydantic import (
     model_validator,
 )
 
-from t2m_cli.config_text import apply_overrides, format_validation_error
-from t2m_cli.errors import ConfigError
+from t2m_cli.config_text import (
+    Setting,
+    apply_overrides,
+    command_line_settings,
+    format_validation_error,
+)
+from t2m_cli.errors import ConfigError, UserInputError
+from t2m_cli.paths import name_problem
 from t2m_cli.yamlio import YamlDocument, load_yaml
+
+SEED_MAX = 2**63 - 1
+"""The largest seed t2m takes. torch takes up to 2**64 - 1 but reads a negative seed as that
+plus 2**64, and numpy refuses negative seeds; 0 .. 2**63 - 1 is one seed per value everywhere."""
+
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+"""A random seed: a whole number from 0 to `SEED_MAX` (a larger one overflows torch)."""
+
+
+def check_seed(value: int, option: str) -> int:
+    """Refuse a seed given outside the config (a flag) that `Seed` would refuse.
+
+    Args:
+        value: the seed.
+        option: the flag, for the message (``"--seed"``).
+
+    Returns:
+        ``value``.
+
+    Raises:
+        UserInputError: ``value`` is below 0 or above `SEED_MAX`.
+    """
+    if not 0 <= value <= SEED_MAX:
+        raise UserInputError(
+            f"{option} {value} is not a seed t2m can use; give a whole number from 0 to "
+            f"{SEED_MAX} (2**63 - 1)."
+        )
+    return value
+
+
+def _one_name(what: str) -> AfterValidator:
+    """A validator that `name_problem` passes, its message saying that the name is ``what``."""
+
+    def check(value: str) -> str:
+        problem = name_problem(value)
+        if problem is not None:
+            raise ValueError(f"must be {what}; {problem}")
+        return value
+
+    return AfterValidator(check)
 
 
 class _Section(BaseModel):
@@ -40,7 +87,9 @@ class DatasetConfig(_Section):
     root: Path | None = Field(
         default=None, description="Dataset folder; default <cache>/datasets/<name>."
     )
-    features: str = Field(default="pointnet", description="Feature file stem under features/.")
+    features: Annotated[
+        str, _one_name("the name of a file in the dataset's features/ folder, without a path")
+    ] = Field(default="pointnet", description="Feature file stem under features/.")
 
     @field_validator("name")
     @classmethod
@@ -103,7 +152,7 @@ class PointNetConfig(_Section):
     )
     batch_size: int = Field(default=32, gt=0)
     lr: float = Field(default=1e-3, gt=0)
-    seed: int = 0
+    seed: Seed = 0
     global_dim: int = Field(
         default=256, gt=0, description="Width of the max-pooled global feature (original: 1024)."
     )
@@ -177,7 +226,7 @@ class TrainConfig(_Section):
     lr: float = Field(default=0.005, gt=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     weight_decay: float = Field(default=1e-4, ge=0)
-    seed: int = 0
+    seed: Seed = 0
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     amp: bool = Field(default=False, description="Mixed precision (bfloat16), meant for CUDA.")
     task: Literal["classes", "supersets"] = Field(
@@ -208,7 +257,7 @@ class TrainConfig(_Section):
 class EvalConfig(_Section):
     """Evaluation settings."""
 
-    seed: int = Field(default=0, description="Seed of the description draws.")
+    seed: Seed = Field(default=0, description="Seed of the description draws.")
     draws: int = Field(
         default=1,
         ge=1,
@@ -268,7 +317,16 @@ class RunConfig(_Section):
     """Where runs are written."""
 
     dir: Path = Path("runs")
-    name: str | None = Field(default=None, description="Run folder name; default a timestamp.")
+    name: (
+        Annotated[
+            str,
+            _one_name(
+                "one folder name inside run.dir, such as 'seed0' (set run.dir to put runs "
+                "elsewhere)"
+            ),
+        ]
+        | None
+    ) = Field(default=None, description="Run folder name; default a timestamp.")
 
 
 class Config(_Section):
@@ -321,33 +379,46 @@ class Config(_Section):
 
 def validate_config(
     data: Mapping[str, Any],
-    source: str,
+    source: str | None,
     lines: Mapping[tuple[Any, ...], int | None] | None = None,
+    *,
+    settings: Mapping[tuple[str, ...], Setting] | None = None,
+    override_form: str | None = None,
 ) -> Config:
     """Validate a config mapping.
 
     Args:
         data: the config as plain data.
-        source: where it came from (a file name), for the message.
+        source: where it came from (a file name), for the message; None for no file.
         lines: the line of each key path in that file, for the message (see
             `format_validation_error`).
+        settings: the keys set on the command line, for the message.
+        override_form: how the command takes settings, offered in the message.
 
     Returns:
         The validated config.
 
     Raises:
-        ConfigError: naming every bad dotted key, with its line where `lines` has it.
+        ConfigError: naming every bad dotted key and where its value came from: its line in
+            the file, or its setting on the command line.
     """
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source, Config, lines)) from None
+        message = format_validation_error(
+            exc, source, Config, lines, settings=settings, override_form=override_form
+        )
+        raise ConfigError(message) from None
 
 
 def load_config(
     path: Path | None = None,
     overrides: Iterable[str] = (),
     values: Mapping[str, Any] | None = None,
+    *,
+    flags: Mapping[str, str] | None = None,
+    override_option: str | None = None,
+    override_form: str | None = "section.key=value",
 ) -> Config:
     """Read a YAML config (or the defaults), apply overrides and typed values, validate.
 
@@ -357,28 +428,38 @@ def load_config(
             (``train.lr=0.01`` is a float).
         values: dotted keys and typed values (e.g. from CLI flags), set after the overrides as
             they are: ``{"run.name": "007"}`` stays the string ``"007"``.
+        flags: the option that set each key of `values` (``{"train.device": "--device"}``),
+            so that a message names it.
+        override_option: the option each override token follows (``--set``); None where the
+            tokens are positional arguments.
+        override_form: how the command takes settings, for the advice of a message
+            (``--set eval.key=value``); None where it takes none (a run's recorded config).
 
     Returns:
         The validated config.
 
     Raises:
         ConfigError: the file cannot be read or is not safe, valid YAML, an override is
-            malformed, or a key is unknown or has a bad value (its line named where the key
-            comes from the file).
+            malformed, or a key is unknown or has a bad value (named with its line where the
+            value comes from the file, with its setting where it comes from the command line).
     """
     overrides = list(overrides)
     document = load_yaml(path) if path is not None else YamlDocument({}, {})
     data = apply_overrides(document.data, overrides, values)
+    settings = command_line_settings(overrides, values, override_option, flags)
     # A key set on the command line has no line in the file, nor has anything below it.
-    changed = [t.partition("=")[0].strip() for t in overrides] + list(values or {})
-    prefixes = [tuple(key.split(".")) for key in changed]
-    lines: dict[tuple[Any, ...], int | None] = {
+    lines = {
         key: line
         for key, line in document.lines.items()
-        if not any(key[: len(prefix)] == prefix for prefix in prefixes)
+        if not any(key[: len(prefix)] == prefix for prefix in settings)
     }
-    lines.update(dict.fromkeys(prefixes))
-    return validate_config(data, str(path) if path is not None else "the command line", lines)
+    return validate_config(
+        data,
+        str(path) if path is not None else None,
+        lines,
+        settings=settings,
+        override_form=override_form,
+    )
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

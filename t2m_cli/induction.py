@@ -18,6 +18,7 @@ from t2m_cli.textio import check_text, split_lines
 if TYPE_CHECKING:
     import torch
 
+    from t2m_cli.config import Config
     from t2m_cli.encoders.text import TextEncoder
     from t2m_cli.models.hypernet import Hypernetwork
     from t2m_cli.runs import Checkpoint
@@ -223,6 +224,30 @@ def induce(
     )
 
 
+def _check_features(
+    run_dir: Path, config: Config, meta: dict[str, Any], cache_dir: Path | None
+) -> None:
+    """Refuse a run whose dataset's feature file now holds other features than it was trained
+    on (`check_trained_features`): a classifier it induces has weights for the features it was
+    trained on, not for the extractor that made the new ones. Inducing needs no dataset, so a
+    run whose feature file is gone (or unreadable: nothing to compare) induces as before."""
+    from t2m_cli.data.dataset import FEATURES_DIR, read_feature_source
+    from t2m_cli.data.registry import resolve_root
+    from t2m_cli.encoders.dataset import check_trained_features
+
+    if meta.get("features_sha256") is None:
+        return  # trained before digests were recorded: nothing to compare, and no file read
+    d = config.dataset
+    path = resolve_root(d.name, d.root, cache_dir) / FEATURES_DIR / f"{d.features}.safetensors"
+    if not path.is_file():
+        return
+    try:
+        source = read_feature_source(path)
+    except DataError:
+        return
+    check_trained_features(meta, source, f"Run {run_dir}", run_dir, config)
+
+
 def induce_from_run(
     run_dir: Path,
     classes: list[tuple[str, str]],
@@ -234,28 +259,34 @@ def induce_from_run(
     Args:
         run_dir: a run folder.
         classes: (name, description) per class, in output order.
-        cache_dir: cache root override (text embeddings).
+        cache_dir: cache root override (text embeddings; the dataset whose features are
+            compared).
         checkpoint: ``best`` (chosen on validation classes) or ``last``.
 
     Raises:
         UserInputError: ``run_dir`` is not a run folder.
-        DataError: its checkpoint is missing or damaged, or the text model found under the
-            name it records is not the one it was trained with (`check_trained_model`).
+        DataError: its checkpoint is missing or damaged, the text model found under the
+            name it records is not the one it was trained with (`check_trained_model`), or
+            its dataset's feature file is there and now holds other features
+            (`check_trained_features`).
     """
     from t2m_cli import runs
     from t2m_cli.encoders.text import check_trained_model, make_text_encoder
     from t2m_cli.models.checkpoint import load_checkpoint
     from t2m_cli.paths import text_cache_dir
 
-    runs.load_run(run_dir)  # a clear error when the folder is not a run
+    config, _ = runs.load_run(run_dir)  # a clear error when the folder is not a run
     hypernet, meta, norm = load_checkpoint(runs.checkpoint_path(run_dir, checkpoint))
     encoder = make_text_encoder(meta["text_model"], cache_dir=text_cache_dir(cache_dir))
     check_trained_model(encoder, meta, f"Run {run_dir}")
+    _check_features(run_dir, config, meta, cache_dir)
     info = {
         "text_model": meta["text_model"],
-        "run": run_dir.name,
+        "run": runs.run_name(run_dir),
         "dataset": meta.get("dataset"),
         "features": meta.get("features"),
+        # Which features its weights read: the run's feature file, as hashed when it trained.
+        "features_sha256": meta.get("features_sha256"),
         "epoch": meta.get("epoch"),
     }
     classifier = induce(hypernet, encoder, classes, info)

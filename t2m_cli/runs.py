@@ -18,6 +18,7 @@ without importing the others.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ from t2m_cli.paths import (
     CHECKPOINT_LAST,
     METRICS,
     RUN_CONFIG,
+    RUN_FILES,
     RUN_INFO,
     TRAIN_STATE,
 )
@@ -72,10 +74,6 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-# Every file a run writes at its top level; `new_run` removes them from a run that saved no epoch.
-_RUN_FILES = (RUN_CONFIG, RUN_INFO, METRICS, CHECKPOINT_BEST, CHECKPOINT_LAST, TRAIN_STATE)
-
-
 @contextmanager
 def new_run(config: Config, info: dict[str, Any]) -> Iterator[Path]:
     """Create a run folder holding the resolved config and ``run.json``, for the block that
@@ -95,7 +93,8 @@ def new_run(config: Config, info: dict[str, Any]) -> Iterator[Path]:
         the new run folder.
 
     Raises:
-        UserInputError: the folder already holds a run.
+        UserInputError: the folder already holds a run, or it cannot be made (``run.dir`` is a
+            file, or not writable).
     """
     import shutil
 
@@ -114,7 +113,13 @@ def new_run(config: Config, info: dict[str, Any]) -> Iterator[Path]:
             )
         raise UserInputError(message)
     created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserInputError(
+            f"Cannot make the run folder {folder} ({exc.strerror or exc}); set run.dir "
+            "(--runs-dir) to a folder you can write to."
+        ) from None
     try:
         write_yaml(folder / RUN_CONFIG, config_to_dict(config))
         write_json(folder / RUN_INFO, info)
@@ -124,9 +129,16 @@ def new_run(config: Config, info: dict[str, Any]) -> Iterator[Path]:
             if created:
                 shutil.rmtree(folder, ignore_errors=True)
             else:
-                for file in _RUN_FILES:
+                for file in RUN_FILES:
                     (folder / file).unlink(missing_ok=True)
         raise
+
+
+def run_name(folder: Path) -> str:
+    """The name a run goes by (in reports, a classifier's info, ``--output`` folders): its
+    folder's name, with ``.`` and ``..`` taken as the folders they stand for (a link keeps its
+    own name)."""
+    return Path(os.path.abspath(folder)).name
 
 
 def is_run(folder: Path) -> bool:
@@ -146,7 +158,10 @@ def load_run(folder: Path) -> tuple[Config, dict[str, Any]]:
             f"{folder} is not a t2m run folder (no {RUN_CONFIG} / {RUN_INFO}). "
             "Give the folder `t2m train` printed."
         )
-    return load_config(folder / RUN_CONFIG), read_json(folder / RUN_INFO, "run info")
+    # A run keeps the config it was trained with: no command overrides it, so the message
+    # offers none.
+    config = load_config(folder / RUN_CONFIG, override_form=None)
+    return config, read_json(folder / RUN_INFO, "run info")
 
 
 def write_run_info(folder: Path, info: dict[str, Any]) -> None:
@@ -259,13 +274,16 @@ def load_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read the state written by `save_state`.
 
     Raises:
-        UserInputError: the run stopped before its first epoch ended (no state).
+        UserInputError: the run has no state file (it stopped before its first epoch ended, or
+            the file was removed).
         DataError: the state file is damaged or holds NaN or infinite values.
     """
     if not has_state(folder):
         raise UserInputError(
-            f"{folder} has no {TRAIN_STATE}: it stopped before its first epoch ended, so there "
-            "is nothing to resume. Delete that folder and train again with `t2m train`."
+            f"{folder} has no {TRAIN_STATE}, the file a resume starts from: the run stopped "
+            "before its first epoch ended, or the file was removed, so there is nothing to "
+            "resume. Delete that folder and train again with `t2m train`, or train under "
+            f"another run.name (a {CHECKPOINT_BEST} it holds can still be evaluated)."
         )
     try:
         return load_safetensors(folder / TRAIN_STATE, "Training state", finite=True)

@@ -10,7 +10,10 @@ pickles all pass through here, so the same bytes get the same answer wherever th
   refused: read as UTF-8 they would become names full of NUL characters;
 - bytes that are not UTF-8 are refused, naming the line and column;
 - control characters other than tab, newline and carriage return are refused, naming the line
-  and column: a terminal does not show them, yet they would end up in class names and texts.
+  and column: a terminal does not show them, yet they would end up in class names and texts;
+- the Unicode line and paragraph separators (U+2028, U+2029) are refused the same way: an
+  editor shows a line break where t2m (which splits lines at newlines only) sees none, so two
+  classes would silently become one.
 
 Each refusal names where the text came from and says what to do; the caller picks the error
 class (`DataError` for data, `ConfigError` for configs).
@@ -34,9 +37,10 @@ _WIDE_BOMS = (
     (codecs.BOM_UTF16_LE, "UTF-16"),
     (codecs.BOM_UTF16_BE, "UTF-16"),
 )
-# C0 and C1 controls and DEL, except tab, newline and carriage return; and a byte order mark,
-# which `decode_text` has already removed from the start.
-_REFUSED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff]")
+# C0 and C1 controls and DEL, except tab, newline and carriage return; the line and paragraph
+# separators; and a byte order mark, which `decode_text` has already removed from the start.
+_REFUSED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
+_SEPARATORS = {0x2028: "the line separator", 0x2029: "the paragraph separator"}
 # UTF-32 first: UTF-32 text read as UTF-16 holds NUL characters, so it is never taken for it.
 _WIDE_CODECS = (
     ("utf-32-le", "UTF-32"),
@@ -90,7 +94,8 @@ def decode_text(raw: bytes, source: str, error: type[UserInputError] = DataError
 def check_text(
     text: str, source: str, error: type[UserInputError] = DataError, *, lines: bool = False
 ) -> None:
-    """Refuse a control character or byte order mark in text that is already decoded.
+    """Refuse a control character, line or paragraph separator or byte order mark in text that
+    is already decoded.
 
     Args:
         text: a whole text, or one string (a name, a description) taken from parsed data.
@@ -113,6 +118,12 @@ def check_text(
         where = f"line {line}, column {column}"
     else:
         where = f"character {index + 1}"
+    if code in _SEPARATORS:
+        raise error(
+            f"{source}, {where}: {_SEPARATORS[code]} U+{code:04X} is not allowed (an editor "
+            "shows it as a line break, yet t2m reads it as part of the line); use a newline, "
+            "or a space."
+        )
     what = "a byte order mark" if code == 0xFEFF else "the control character"
     raise error(
         f"{source}, {where}: {what} U+{code:04X} is not allowed (it is invisible on screen, yet "

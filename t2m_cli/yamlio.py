@@ -36,6 +36,7 @@ MAX_BYTES = 1 << 20
 MAX_DEPTH = 20
 # YAML 1.2 reads an exponent without a dot or sign (3e-4) as a float; PyYAML's 1.1 rules do not.
 _FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+_COMMENT = re.compile(r"(?:^|\s)#")
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,24 @@ def parse_yaml(text: str, source: str, error: type[UserInputError] = ConfigError
         raise error(f"{source} is not valid YAML{where}: {problem}.{snippet}") from None
     finally:
         loader.dispose()
+
+
+def has_comment(text: str) -> bool:
+    """Whether YAML would read part of ``text`` as a comment and drop it.
+
+    A ``#`` starts a comment at the start of the text or after whitespace, unless it is inside
+    a quoted string (``"my #1"`` keeps it). Text that is not valid YAML around such a ``#`` (an
+    unclosed quote) counts as commented too.
+    """
+    marks = [found.end() - 1 for found in _COMMENT.finditer(text)]
+    if not marks:
+        return False
+    try:
+        spans = [(t.start_mark.index, t.end_mark.index) for t in yaml.scan(text, yaml.SafeLoader)]
+    except yaml.YAMLError:
+        return True
+    # The scanner skips comments: a '#' that no token covers starts one.
+    return any(not any(start <= mark < end for start, end in spans) for mark in marks)
 
 
 def dump_yaml(data: Mapping[str, Any]) -> str:

@@ -155,11 +155,14 @@ def test_errors_name_the_key_its_line_and_the_value():
         {"train": {"epochs": "many", "tags": ["a", 3]}, "model": {"hn_type": "X"}}, lines
     )
     assert "(3 errors)" in message
-    assert "  train.epochs (line 2): Input should be a valid integer" in message
+    assert "  train.epochs (run.yaml, line 2): Input should be a valid integer" in message
     assert "(got 'many')" in message
-    assert "  train.tags[1] (line 3): Input should be a valid string (got 3)" in message
+    assert "  train.tags[1] (run.yaml, line 3): Input should be a valid string (got 3)" in message
     # No line of its own: the closest enclosing key in the file stands for it.
-    assert "  model.hn_type (line 5): Input should be 'EV', 'IVEV', 'W' or 'WW'" in message
+    assert (
+        "  model.hn_type (run.yaml, line 5): Input should be 'EV', 'IVEV', 'W' or 'WW'" in message
+    )
+    assert message.endswith("\nFix these keys in run.yaml.")
 
 
 def test_huge_inputs_are_truncated_and_many_errors_capped():
@@ -178,14 +181,120 @@ def test_load_config_names_the_line_in_the_file_but_not_for_an_override(tmp_path
     with pytest.raises(ConfigError) as info:
         load_config(path, ["train.epochs=-3"])
     message = str(info.value)
-    assert f"Invalid config in {path}" in message
-    assert "train.lrr (line 2): unknown key 'train.lrr'; did you mean 'train.lr'?" in message
-    assert "  train.epochs: Input should be greater than 0 (got -3)" in message
+    assert message.startswith(f"Invalid config in {path} and on the command line (2 errors):")
+    assert f"train.lrr ({path}, line 2): unknown key 'train.lrr'; did you mean" in message
+    assert "  train.epochs (train.epochs=-3): Input should be greater than 0 (got -3)" in message
+    assert message.endswith(
+        f"Fix these keys in {path}, and train.epochs=-3 on the command line (written as "
+        "section.key=value)."
+    )
 
 
 def test_load_config_takes_typed_values_with_no_yaml_between():
     config = load_config(None, ["run.name=x"], {"run.name": "2024-01-01", "train.epochs": 2})
     assert config.run.name == "2024-01-01" and config.train.epochs == 2
+
+
+# Where a bad value came from: the file and its line, or the setting on the command line.
+
+SMALL = "train:\n  epochs: 2\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "fix"),
+    [
+        (
+            ["train.lrr=1"],
+            "  train.lrr (train.lrr=1): unknown key 'train.lrr'; did you mean 'train.lr'?",
+            "Fix train.lrr=1 on the command line (written as section.key=value).",
+        ),
+        (
+            ["--device", "tpu"],
+            "  train.device (--device): Value error, must be 'auto', 'cpu', 'cuda' or 'cuda:N' "
+            "(got 'tpu')",
+            "Fix --device on the command line.",
+        ),
+        (
+            ["wandb.mode=bogus"],
+            "  wandb.mode (wandb.mode=bogus): Input should be 'online' or 'offline' (got 'bogus')",
+            "Fix wandb.mode=bogus on the command line (written as section.key=value).",
+        ),
+        (
+            ["run.name=007"],
+            "  run.name (run.name=007): Input should be a valid string (got 7); an override's "
+            "value is read as YAML, where 007 is a number: to keep it text, write "
+            "'run.name=\"007\"'",
+            "Fix run.name=007 on the command line (written as section.key=value).",
+        ),
+        (
+            ["run.name=2024-01-01"],
+            "where 2024-01-01 is a date: to keep it text, write 'run.name=\"2024-01-01\"'",
+            "Fix run.name=2024-01-01 on the command line",
+        ),
+        (
+            ["wandb.name=true"],
+            "where true is a boolean: to keep it text, write 'wandb.name=\"true\"'",
+            "Fix wandb.name=true on the command line",
+        ),
+    ],
+)
+def test_a_bad_setting_is_blamed_on_the_command_line_not_the_file(tmp_path, args, error, fix):
+    config = tmp_path / "small.yaml"
+    config.write_text(SMALL)
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(config), *args, "--runs-dir", str(runs)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Error: Invalid settings on the command line (1 error):"
+    assert error in lines[1] and lines[1].startswith("  "), lines[1]
+    assert lines[-1].startswith(fix), lines[-1]
+    assert "small.yaml" not in result.stderr and "Traceback" not in result.output
+    assert not runs.exists()
+
+
+def test_a_bad_file_and_a_bad_setting_each_name_their_place(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("train:\n  epochs: 2\n  lrr: 3\npointnet:\n  global_dim: 64\n")
+    result = runner.invoke(app, ["train", str(config), "train.epochs=-3"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"Error: Invalid config in {config} and on the command line (3 errors):"
+    assert f"  train.lrr ({config}, line 3): unknown key 'train.lrr'" in result.stderr
+    assert "  train.epochs (train.epochs=-3): Input should be greater than 0 (got -3)" in lines
+    # A check over a section (feature_dim against global_dim) names the section's line.
+    assert f"  pointnet ({config}, line 4): Value error, pointnet.feature_dim 256" in result.stderr
+    assert lines[-1] == (
+        f"Fix these keys in {config}, and train.epochs=-3 on the command line (written as "
+        "section.key=value)."
+    )
+    # A setting that takes part in a section's check is named beside the file's line.
+    result = runner.invoke(app, ["train", str(config), "pointnet.feature_dim=128"])
+    assert result.exit_code == 2
+    assert f"  pointnet ({config}, line 4; pointnet.feature_dim=128): " in result.stderr
+
+    # The file alone: fix it there, or override.
+    result = runner.invoke(app, ["train", str(config)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0].startswith(f"Error: Invalid config in {config} (2 ")
+    assert result.stderr.splitlines()[-1] == (
+        f"Fix these keys in {config}, or override them with section.key=value."
+    )
+
+
+def test_a_check_across_sections_names_both_places(tmp_path):
+    config = tmp_path / "small.yaml"
+    config.write_text(SMALL)
+    result = runner.invoke(
+        app, ["train", str(config), "model.hn_type=W", "train.classes_per_task=3"]
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"Error: Invalid config in {config} and on the command line (1 error):"
+    assert lines[1].startswith("  (top level): Value error, model.hn_type W fixes the number")
+    assert lines[-1] == (
+        f"Fix these keys in {config}, and the settings on the command line (written as "
+        "section.key=value)."
+    )
 
 
 # The CLI flags travel as typed values.

@@ -601,6 +601,23 @@ def test_a_text_file_that_does_not_fit_awa_is_refused_in_either_order(tmp_path: 
     assert _download(text_first, "descriptors", "--from", str(descriptors)).exit_code == 0
 
 
+def test_json_is_printed_for_a_download_as_for_the_list(tmp_path: Path) -> None:
+    descriptors, _ = _text_files(tmp_path)
+    cache = tmp_path / "cache"
+    result = _download(cache, "descriptors", "--from", str(descriptors), "--json", "-q")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["name"] == "descriptors"
+    assert Path(doc["path"]) == cache / "downloads" / "gpt_label2descriptors.pkl"
+    archive = _awa_zip(tmp_path)
+    result = _download(cache, "awa", "--from", str(archive), "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"name": "awa", "path": str(cache / "datasets" / "awa")}
+    result = _download(cache, "awa", "--from", str(archive))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"awa: {cache / 'datasets' / 'awa'}\n"
+
+
 def test_list_shows_a_text_file_from_from_as_ready_with_its_size(tmp_path: Path) -> None:
     descriptors, _ = _text_files(tmp_path)
     cache = tmp_path / "cache"

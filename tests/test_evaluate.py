@@ -4,12 +4,13 @@ several runs aggregated, and --output with eval.json and PNG figures."""
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import fig
+from conftest import fig, make_tiny_dataset
 from test_cli import _train as train_cli
 from typer.testing import CliRunner
 
@@ -241,6 +242,7 @@ def test_json_follows_the_documented_schema(tiny_root, tmp_path):
     assert doc["schema"] == "t2m-eval/1" and doc["over"] == "pairs/classes/attributes"
     assert set(doc["runs"][0]) == {
         "run",
+        "label",
         "dataset",
         "encoder",
         "hn_type",
@@ -283,3 +285,178 @@ def test_json_follows_the_documented_schema(tiny_root, tmp_path):
         assert isinstance(f["n"], int) and f["n"] >= 1
         assert f["over"] in {"pairs", "classes", "attributes", "draws", "means"}
         assert f["sem"] is None or f["sem"] >= 0
+
+
+# One trained run shared by the tests below, which only read it (or copy it).
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory) -> Path:
+    where = tmp_path_factory.mktemp("base")
+    _train(make_tiny_dataset(where / "tiny"), where, "base")
+    return where / "runs" / "base"
+
+
+def _evaluate_base(base_run: Path, *args: str):
+    return _evaluate(base_run.parents[1], *args)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "fix"),
+    [
+        (
+            ["--set", "eval.foo=1"],
+            "  eval.foo (--set eval.foo=1): unknown key 'eval.foo'; allowed keys here: seed,",
+            "Fix --set eval.foo=1 on the command line (written as --set eval.key=value).",
+        ),
+        (
+            ["--set", "eval.max_pairs=0"],
+            "  eval.max_pairs (--set eval.max_pairs=0): Input should be greater than 0 (got 0)",
+            "Fix --set eval.max_pairs=0 on the command line (written as --set eval.key=value).",
+        ),
+        (
+            ["--draws", "0"],
+            "  eval.draws (--draws): Input should be greater than or equal to 1 (got 0)",
+            "Fix --draws on the command line.",
+        ),
+        (
+            ["--set", "eval.superset_template=7"],
+            "where 7 is a number: to keep it text, write --set 'eval.superset_template=\"7\"'",
+            "Fix --set eval.superset_template=7 on the command line",
+        ),
+    ],
+)
+def test_a_bad_eval_setting_is_blamed_on_the_flag_not_the_runs_config(
+    base_run, tmp_path, args, error, fix
+):
+    out = tmp_path / "out"
+    result = _evaluate_base(base_run, str(base_run), *args, "--output", str(out))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == "Error: Invalid settings on the command line (1 error):"
+    assert error in lines[1] and lines[1].startswith("  "), lines[1]
+    assert lines[-1].startswith(fix), lines[-1]
+    assert "config.yaml" not in result.stderr and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_a_broken_run_config_is_to_be_fixed_in_it_not_overridden(base_run, tmp_path):
+    run = tmp_path / "base"
+    shutil.copytree(base_run, run)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("hidden: 16", "hidden: -1"))
+    result = _evaluate_base(base_run, str(run))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"Error: Invalid config in {config} (1 error):"
+    assert lines[1].startswith(f"  model.hidden ({config}, line ")
+    # A run keeps the config it was trained with: nothing on the command line overrides it.
+    assert lines[-1] == f"Fix these keys in {config}."
+
+
+def test_a_mean_of_one_pair_has_no_sem(base_run):
+    doc = _evaluate_json(base_run.parents[1], str(base_run), "--set", "eval.max_pairs=1")
+    for part in ("seen", "val", "unseen"):
+        figure = fig(doc, "pairs", part)
+        assert figure["n"] == 1 and figure["sem"] is None and "std" not in figure
+    result = _evaluate_base(base_run, str(base_run), "--set", "eval.max_pairs=1")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if "T2M-HN" in line)
+    assert "+-" not in row and "nan" not in row.lower()
+
+
+def _png_and_json(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ('{"epoch": 4, "val_acc": \n', "line 4, is not valid JSON"),
+        ('{"epoch": 4, "val_acc": "high"}\n', "record 4, has no number for val_acc"),
+        ('{"val_acc": 0.5}\n', "record 4, has no number for epoch"),
+    ],
+)
+def test_a_failed_output_writes_nothing_and_the_rerun_works(base_run, tmp_path, line, words):
+    run = tmp_path / "base"
+    shutil.copytree(base_run, run)
+    metrics = run / "metrics.jsonl"
+    good = metrics.read_text()
+    metrics.write_text(good + line)
+    new, kept = tmp_path / "new", tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    (kept / "eval.json").write_text("{}")
+    for out in (new, kept):
+        args = [str(run), "--protocol", "pairs,gzsl", "--output", str(out)]
+        result = _evaluate_base(base_run, *args)
+        assert result.exit_code == 2, result.output
+        message = " ".join(result.stderr.split())
+        assert f"Metrics file {metrics}, {words}" in message
+        assert f"Nothing was written to {out}" in message and "Traceback" not in result.output
+    assert not new.exists()
+    assert _png_and_json(kept) == ["eval.json", "notes.txt"]
+    assert (kept / "eval.json").read_text() == "{}"
+
+    metrics.write_text(good)
+    for out in (new, kept):
+        args = [str(run), "--protocol", "pairs,gzsl", "--output", str(out), "--json"]
+        result = _evaluate_base(base_run, *args)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["schema"] == "t2m-eval/1"
+        figures = ["gzsl_curve.png", "training_curves.png", "unseen_pairs_t2m-hn.png"]
+        assert set(_png_and_json(out)) - {"notes.txt"} == {"eval.json", *figures}
+        assert json.loads((out / "eval.json").read_text())["schema"] == "t2m-eval/1"
+    assert (kept / "notes.txt").read_text() == "mine"
+
+
+def test_runs_of_the_same_folder_name_get_their_own_figures(base_run, tmp_path):
+    other = tmp_path / "other" / "base"
+    shutil.copytree(base_run, other)
+    # A figure that differs between the two runs tells their folders apart.
+    metrics = other / "metrics.jsonl"
+    metrics.write_text(metrics.read_text().splitlines()[0] + "\n")
+    two = tmp_path / "two"
+    result = _evaluate_base(base_run, str(base_run), str(other), "-o", str(two), "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [(r["run"], r["label"]) for r in doc["runs"]] == [("base", "base"), ("base", "base-2")]
+    assert list(doc["per_run"]) == ["base", "base-2"]
+    saved = json.loads((two / "eval.json").read_text())
+    assert [r["label"] for r in saved["runs"]] == ["base", "base-2"]
+    assert list(saved["details"]) == ["base", "base-2"]
+    for label in ("base", "base-2"):
+        assert (two / label / "unseen_pairs_t2m-hn.png").read_bytes()[:8] == PNG
+    curves = [(two / label / "training_curves.png").read_bytes() for label in ("base", "base-2")]
+    assert curves[0] != curves[1]
+
+
+def test_output_refuses_a_path_taken_by_the_other_kind_before_writing(tmp_path):
+    from t2m_cli.errors import UserInputError
+    from t2m_cli.evaluation.output import write_output
+    from t2m_cli.evaluation.report import RunEvaluation
+
+    evaluations = []
+    for name in ("a", "b"):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "metrics.jsonl").write_text('{"epoch": 1, "val_acc": 0.6}\n')
+        evaluations.append(RunEvaluation(run, {"hn_type": "EV"}))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b").write_text("mine")
+    with pytest.raises(UserInputError, match=f"{out / 'b'} is a file, where --output puts"):
+        write_output(evaluations, out)
+    assert sorted(p.name for p in out.iterdir()) == ["b"]
+    (out / "b").unlink()
+    (out / "eval.json").mkdir()
+    with pytest.raises(UserInputError, match="is a folder, where --output writes a file"):
+        write_output(evaluations, out)
+    (out / "eval.json").rmdir()
+    written = write_output(evaluations, out)
+    assert [p.relative_to(out).as_posix() for p in written] == [
+        "eval.json",
+        "a/training_curves.png",
+        "b/training_curves.png",
+    ]
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "eval.json"]

@@ -48,11 +48,13 @@ def test_wandb_offline_writes_a_run_that_sync_can_upload(tiny_root, tmp_path, mo
     wandb_dir.mkdir()
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(wandb_dir))
-    monkeypatch.setenv("WANDB_SILENT", "true")
+    # --quiet alone keeps wandb's own lines (banner, history, sync hint) off the terminal.
+    monkeypatch.delenv("WANDB_SILENT", raising=False)
     result = runner.invoke(
         app, [*_args(tiny_root, tmp_path, "wb"), "--wandb", "wandb.tags=[t2m,test]", "-q"]
     )
     assert result.exit_code == 0, result.output
+    assert result.stderr == ""
     runs = list((wandb_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     assert list(runs[0].glob("run-*.wandb"))

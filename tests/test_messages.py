@@ -521,7 +521,7 @@ def _table_rows(stdout: str) -> list[list[str]]:
 
 
 def test_download_list_on_a_pipe_prints_each_dataset_on_one_line(tmp_path):
-    from t2m_cli.data.registry import list_datasets
+    from t2m_cli.data.listing import list_datasets
 
     # A narrow terminal width must not matter: stdout here is not a terminal.
     result = runner.invoke(

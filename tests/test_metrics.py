@@ -52,8 +52,10 @@ def test_summary_by_hand():
     assert math.isclose(s.sem, math.sqrt(14 / 3) / 2)
     assert s.median == 2.5
     assert s.to_json() == {"mean": 3.0, "sem": s.sem, "n": 4, "median": 2.5, "std": s.std}
+    # One value has no spread: its SEM and std are undefined (None, null in JSON), not 0.
     one = summarize(torch.tensor([0.3]))
-    assert (one.sem, one.std, one.n) == (0.0, 0.0, 1)
+    assert (one.sem, one.std, one.n, one.median) == (None, None, 1, pytest.approx(0.3))
+    assert one.to_json() == {"mean": pytest.approx(0.3), "sem": None, "n": 1, "median": one.median}
 
 
 def test_summary_positional_construction_still_works():

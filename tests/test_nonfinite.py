@@ -75,15 +75,17 @@ def _poison(path: Path, skip: str = "") -> str:
 def test_nonfinite_settings_are_refused_on_the_command_line_and_in_a_file(tmp_path):
     result = runner.invoke(app, ["train", "train.lr=.inf"])
     assert result.exit_code == 2
-    assert "train.lr: Input should be a finite number (got inf)" in result.stderr
+    assert "train.lr (train.lr=.inf): Input should be a finite number (got inf)" in result.stderr
     assert "Traceback" not in result.output
 
     config = tmp_path / "bad.yaml"
     config.write_text("train:\n  epochs: 2\n  lr: .nan\npointnet:\n  max_seconds: .inf\n")
     result = runner.invoke(app, ["train", str(config)])
     assert result.exit_code == 2
-    assert "train.lr (line 3): Input should be a finite number (got nan)" in result.stderr
-    assert "pointnet.max_seconds (line 5)" in result.stderr
+    assert f"train.lr ({config}, line 3): Input should be a finite number (got nan)" in " ".join(
+        result.stderr.split()
+    )
+    assert f"pointnet.max_seconds ({config}, line 5)" in " ".join(result.stderr.split())
     assert not (tmp_path / "runs").exists()
 
 

@@ -3,6 +3,7 @@ by examples/paper.yaml, and listed in the README's table "t2m and the original c
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from t2m_cli.cli import app
 from t2m_cli.config import Config, load_config
 from t2m_cli.data.dataset import load_dataset, save_features
+from t2m_cli.data.texts import TextBank
 from t2m_cli.training.run import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,36 +182,49 @@ def test_the_readme_table_names_each_setting_its_default_and_the_original_value(
     } <= checked
 
 
-def test_evaluation_scores_trained_validation_classes_on_held_out_rows_only(tiny_root, tmp_path):
+def test_evaluation_scores_trained_validation_classes_on_held_out_rows_only(
+    tiny_root, tmp_path, monkeypatch
+):
     # A run that trained on its validation classes' training rows must not report them: the
-    # validation pair figure reads held-out rows only, so scrambling the training rows after
-    # training leaves it unchanged.
-    from t2m_cli.evaluation.protocol import evaluate_run
+    # validation pair figure reads held-out rows only.
+    from t2m_cli.encoders.text import HashingEncoder
+    from t2m_cli.evaluation import protocol
+    from t2m_cli.models.hypernet import build_hypernet
 
-    root = tmp_path / "data"
-    for name in ("split.json", "descriptions.json", "attributes.json"):
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes((tiny_root / name).read_bytes())
     ds = load_dataset(tiny_root, "tiny", "pointnet")
+    bank = TextBank.build(ds.classes, ds.descriptions, "descriptions", HashingEncoder(32))
+    torch.manual_seed(0)
+    model = build_hypernet("EV", text_dim=32, feature_dim=ds.feature_dim, hidden=8, k=2)
+    settings = load_config(None).eval
 
-    def write(features: torch.Tensor) -> None:
-        target = root / "features" / "pointnet.safetensors"
-        save_features(target, features, ds.labels, ds.is_test, ds.classes, ds.meta)
+    def val_figure(dataset, parts) -> float:
+        figures, _ = protocol.score_method(
+            model, "T2M-HN", bank, dataset, ["pairs"], settings, 0, HashingEncoder(32), parts
+        )
+        return next(f.mean for f in figures if f.metric == "val")
 
-    write(ds.features)
-    fast = ["text.model=hashing", "train.epochs=2", "train.tasks_per_epoch=20"]
-    where = [f"dataset.root={root}", f"run.dir={tmp_path / 'runs'}", "run.name=orig"]
-    run = train_run(load_config(None, [*ORIGINAL, *fast, "model.hidden=8", *where]))
-
-    def val_figure() -> float:
-        figures = evaluate_run(run, protocols=["pairs"]).figures
-        return next(f.mean for f in figures if f.protocol == "pairs" and f.metric == "val")
-
-    before = val_figure()
-    features = ds.features.clone()
+    scrambled = copy.copy(ds)
+    scrambled.features = ds.features.clone()
     g = torch.Generator().manual_seed(3)
     for c in ds.split.val:
         rows = ds.class_rows(c, "train")
-        features[rows] = 50 * torch.randn(len(rows), ds.feature_dim, generator=g)
-    write(features)
-    assert val_figure() == before
+        scrambled.features[rows] = 50 * torch.randn(len(rows), ds.feature_dim, generator=g)
+    trained = protocol.TRAINED_VAL_PAIR_PARTS
+    assert val_figure(scrambled, trained) == val_figure(ds, trained)
+    assert val_figure(scrambled, protocol.PAIR_PARTS) != val_figure(ds, protocol.PAIR_PARTS)
+
+    # evaluate_run picks those rows for a run trained with train.val_classes=train, and only then.
+    chosen = []
+    real = protocol.score_method
+
+    def spy(*args, **kwargs):
+        chosen.append(kwargs["pair_parts"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(protocol, "score_method", spy)
+    fast = ["text.model=hashing", "train.epochs=1", "train.tasks_per_epoch=5", "model.hidden=8"]
+    where = [f"dataset.root={tiny_root}", f"run.dir={tmp_path / 'runs'}"]
+    for name, extra in (("orig", ORIGINAL), ("t2m", [])):
+        run = train_run(load_config(None, [*extra, *fast, *where, f"run.name={name}"]))
+        protocol.evaluate_run(run, protocols=["pairs"])
+    assert chosen == [protocol.TRAINED_VAL_PAIR_PARTS, protocol.PAIR_PARTS]

@@ -29,7 +29,7 @@ def test_summary_mean_and_sem_by_hand():
     std = math.sqrt(sum((v - 0.775) ** 2 for v in (0.5, 0.7, 0.9, 1.0)) / 3)
     assert math.isclose(s.sem, std / 2)
     assert s.n == 4
-    assert summarize(torch.tensor([0.3])).sem == 0.0
+    assert summarize(torch.tensor([0.3])).sem is None  # one pair: no spread to report
 
 
 def test_harmonic_mean():

@@ -286,8 +286,9 @@ def test_command_line_text_follows_the_same_rule(tmp_path):
         load_config(None, values={"run.name": "a\x1bb"})
 
 
-def test_a_line_separator_inside_a_description_keeps_it_one_class():
+def test_a_line_separator_inside_a_description_is_refused():
+    # An editor shows U+2028 as a line break, yet t2m's lines end at newlines only.
     from t2m_cli.induction import parse_descriptions
 
-    classes = parse_descriptions("zebra: striped\u2028horse\nlion: a big cat\n", "d.txt")
-    assert [name for name, _ in classes] == ["zebra", "lion"]
+    with pytest.raises(DataError, match=r"d\.txt, line 1, column 15: the line separator U\+2028"):
+        parse_descriptions("zebra: striped\u2028horse\nlion: a big cat\n", "d.txt")

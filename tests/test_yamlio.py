@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from t2m_cli.errors import ConfigError, DataError, RunFailure
+from t2m_cli.errors import ConfigError, DataError, RunFailure, UserInputError
 from t2m_cli.yamlio import MAX_BYTES, MAX_DEPTH, dump_yaml, load_yaml, parse_yaml, write_yaml
 
 
@@ -257,9 +257,10 @@ def test_write_yaml_round_trips_and_leaves_no_temporary_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["resolved.yaml"]
 
 
-def test_write_yaml_where_no_folder_can_be_made_is_a_run_failure(tmp_path):
+def test_write_yaml_below_a_file_is_refused_naming_the_file(tmp_path):
+    # Not "check that its folder is writable": no permission would make a file a folder.
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(RunFailure, match="Could not write"):
+    with pytest.raises(UserInputError, match="file is a file, not a folder"):
         write_yaml(tmp_path / "file" / "resolved.yaml", {"a": 1})
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
 

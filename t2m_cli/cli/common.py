@@ -85,12 +85,17 @@ def split_config_args(args: list[str] | None) -> tuple[Path | None, list[str]]:
     return path, args
 
 
-def load_config_args(args: list[str] | None, values: dict[str, Any] | None = None) -> Config:
-    """The config from the positional arguments, then typed flag values set as they are."""
+def load_config_args(
+    args: list[str] | None,
+    values: dict[str, Any] | None = None,
+    flags: dict[str, str] | None = None,
+) -> Config:
+    """The config from the positional arguments, then typed flag values set as they are;
+    `flags` names the option that set each key of `values`, for messages."""
     from t2m_cli.config import load_config
 
     path, overrides = split_config_args(args)
-    return load_config(path, overrides, values)
+    return load_config(path, overrides, values, flags=flags)
 
 
 def comma_list(items: list[str]) -> list[str]:

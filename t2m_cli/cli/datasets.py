@@ -50,14 +50,18 @@ def download(
 ) -> None:
     """Fetch a dataset into the cache; [bold]shapes[/] is generated on this machine."""
     with handle_errors(quiet):
+        from t2m_cli.data.listing import list_datasets
         from t2m_cli.data.registry import download as fetch
-        from t2m_cli.data.registry import get_spec, list_datasets
+        from t2m_cli.data.registry import get_spec
 
         if list_ or verify:
             _render_datasets(list_datasets(cache_dir, check_hash=verify), json_out)
             return
         if name is None:
             raise UserInputError("Name a dataset to download, or use --list to see them.")
+        from t2m_cli.config import check_seed
+
+        check_seed(seed, "--seed")
         spec = get_spec(name)
         with console.progress_task(f"download {spec.name}") as progress:
             root = fetch(
@@ -68,7 +72,10 @@ def download(
                 mirror=mirror,
                 from_path=from_path,
             )
-        console.out.print(f"{spec.name}: {root}")
+        if json_out:
+            console.out.print_json(dumps_json({"name": spec.name, "path": str(root)}))
+        else:
+            console.out.print(f"{spec.name}: {root}")
 
 
 def _render_datasets(rows, json_out: bool) -> None:
@@ -161,8 +168,8 @@ def data_import(
 
         if name in DATASETS or not re.fullmatch(DATASET_NAME, name):
             raise UserInputError(
-                f"--name '{name}' must be letters, digits, '.', '_' or '-', and not a built-in "
-                f"dataset ({', '.join(sorted(DATASETS))})."
+                f"--name '{name}' must start with a letter or digit, hold only letters, digits, "
+                f"'.', '_' and '-', and not be a built-in dataset ({', '.join(sorted(DATASETS))})."
             )
         dst = dataset_dir(name, cache_dir)
         if dst.exists():

@@ -144,12 +144,13 @@ def evaluate(
         ),
     ] = None,
     output: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--output",
             "-o",
+            metavar="FOLDER",
             help="Folder for eval.json and PNG plots (unseen pair matrix, training curves, "
-            "GZSL curve).",
+            "GZSL curve); '.' for the working folder.",
             show_default=False,
         ),
     ] = None,
@@ -162,8 +163,19 @@ def evaluate(
     with handle_errors(quiet):
         if checkpoint not in ("best", "last"):
             raise UserInputError(f"--checkpoint must be 'best' or 'last', not '{checkpoint}'.")
-        if output is not None and output.exists() and not output.is_dir():
-            raise UserInputError(f"--output {output} is a file; give a folder.")
+        if seed is not None:
+            from t2m_cli.config import check_seed
+
+            check_seed(seed, "--seed")
+        if output is not None and not output.strip():
+            # An empty value (an unset shell variable) would write into the working folder.
+            raise UserInputError(
+                "--output is empty; give the folder for eval.json and the plots ('.' for the "
+                "working folder)."
+            )
+        out = Path(output) if output is not None else None
+        if out is not None and out.exists() and not out.is_dir():
+            raise UserInputError(f"--output {out} is a file; give a folder.")
         from t2m_cli.evaluation.protocol import evaluate_run
         from t2m_cli.evaluation.report import aggregate, report_json
         from t2m_cli.runs import latest_run
@@ -188,13 +200,14 @@ def evaluate(
                         overrides=list(settings or []),
                         values={"eval.draws": draws} if draws is not None else None,
                         log=console.log,
+                        flags={"eval.draws": "--draws"},
                     )
                 )
         figures = aggregate(evaluations)
-        if output is not None:
+        if out is not None:
             from t2m_cli.evaluation.output import write_output
 
-            for path in write_output(evaluations, output):
+            for path in write_output(evaluations, out):
                 console.log(f"wrote {path}")
         if json_out:
             console.out.print_json(dumps_json(report_json(evaluations)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +18,25 @@ from t2m_cli.cli.common import (
     RunsDir,
     handle_errors,
 )
+from t2m_cli.errors import UserInputError
 from t2m_cli.textio import decode_text, read_text
+
+
+def _check_output(target: Path, descriptions: Path | None, run: Path) -> None:
+    """Refuse an output that is one of the command's inputs: the descriptions file, or a file
+    of the run (its checkpoints, config, state), which the classifier would replace."""
+    from t2m_cli.paths import RUN_FILES
+
+    inputs = [descriptions] if descriptions is not None else []
+    inputs += [run / name for name in RUN_FILES]
+    for source in inputs:
+        if target.is_file() and source.is_file() and os.path.samefile(target, source):
+            what = "the descriptions file" if source == descriptions else f"a file of run {run}"
+            raise UserInputError(
+                f"--output {target} is {what}, which the classifier would replace. Give "
+                "another path with -o (by default the classifier goes beside the descriptions "
+                "file, as <name>.t2m.safetensors)."
+            )
 
 
 def induce(
@@ -25,7 +44,8 @@ def induce(
         str,
         typer.Argument(
             help="Descriptions file, one class per line as 'name: description' or a bare "
-            "name; '-' reads stdin."
+            "name; '-' reads stdin. A line whose first non-blank character is '#' is a "
+            "comment; a '#' later in a line is part of the name or description."
         ),
     ],
     run: Annotated[
@@ -45,6 +65,7 @@ def induce(
         from t2m_cli.induction import parse_descriptions
 
         # Bytes on both paths, so stdin and a file meet the same decoding rule.
+        path: Path | None = None
         if descriptions == "-":
             text, source = decode_text(sys.stdin.buffer.read(), "stdin"), "stdin"
             default_out = Path("classifier.t2m.safetensors")
@@ -57,9 +78,10 @@ def induce(
         from t2m_cli.runs import latest_run
 
         folder = run if run is not None else latest_run(runs_dir)
+        target = output or default_out
+        _check_output(target, path, folder)
         with console.progress_task(f"induce {len(classes)} classes"):
             classifier = induce_from_run(folder, classes, cache_dir=cache_dir)
-        target = output or default_out
         classifier.save(target)
         summary = {
             "output": str(target),

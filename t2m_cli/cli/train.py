@@ -119,15 +119,16 @@ def train(
             _train_with_progress(None, resume, cache_dir)
             return
         flags = {
-            "model.hn_type": hn_type,
-            "train.epochs": epochs,
-            "train.seed": seed,
-            "train.device": device,
-            "run.name": name,
-            "run.dir": runs_dir,
-            "wandb.enabled": True if wandb else None,
+            "model.hn_type": ("--hn-type", hn_type),
+            "train.epochs": ("--epochs", epochs),
+            "train.seed": ("--seed", seed),
+            "train.device": ("--device", device),
+            "run.name": ("--name", name),
+            "run.dir": ("--runs-dir", runs_dir),
+            "wandb.enabled": ("--wandb", True if wandb else None),
         }
-        config = load_config_args(args, {k: v for k, v in flags.items() if v is not None})
+        named = {k: flag for k, (flag, v) in flags.items() if v is not None}
+        config = load_config_args(args, {k: flags[k][1] for k in named}, named)
         _train_with_progress(config, None, cache_dir)
 
 
@@ -146,22 +147,27 @@ def _train_with_progress(
         assert resume is not None, "either a config or a run to resume"
         config = load_run(resume)[0]
     total = config.train.epochs
+    # The core prints nothing itself; wandb would, unless told that --quiet was given.
+    quiet = console.is_quiet()
     with console.progress_task("train", total=total) as progress:
 
         def on_epoch(result) -> None:
             progress(result.epoch, total)
             best = " *" if result.is_best else ""
+            # A validation score over one pair or attribute has no SEM.
+            sem = "" if result.val.sem is None else f" +- {100 * result.val.sem:.1f}"
             console.log(
                 f"epoch {result.epoch:3d}  inner loss {result.inner_loss:.3f}  "
-                f"val {100 * result.val.mean:5.1f} +- {100 * result.val.sem:.1f}%  "
-                f"{result.seconds:.1f}s{best}"
+                f"val {100 * result.val.mean:5.1f}{sem}%  {result.seconds:.1f}s{best}"
             )
 
         if baseline is not None:
             assert resume is not None, "a baseline belongs to a run"
             folder = train_baseline(resume, baseline, cache_dir=cache_dir, on_epoch=on_epoch)
         elif resume is not None:
-            folder = resume_run(resume, cache_dir=cache_dir, on_epoch=on_epoch)
+            folder = resume_run(resume, cache_dir=cache_dir, on_epoch=on_epoch, quiet=quiet)
         else:
-            folder = train_run(config, cache_dir=cache_dir, on_epoch=on_epoch)
+            folder = train_run(
+                config, cache_dir=cache_dir, on_epoch=on_epoch, log=console.log, quiet=quiet
+            )
     console.out.print(f"run: {folder}")

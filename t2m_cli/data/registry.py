@@ -393,60 +393,54 @@ def download(
     return spec.fetch(request)
 
 
-@dataclass(frozen=True)
-class DatasetStatus:
-    """One row of `t2m download --list`."""
-
-    name: str
-    summary: str
-    ready: bool
-    """The dataset folder is built (for a text file: it is cached and verified)."""
-    files: list[tuple[str, bool, int | None, str]]
-    """(file name, cached, size in bytes, check state) per remote file."""
-
-
-def list_datasets(cache_dir: Path | None = None, check_hash: bool = False) -> list[DatasetStatus]:
-    """Every dataset with its folder's state and its remote files' cache and check state."""
-    from t2m_cli.data.dataset import SPLIT_FILE
-    from t2m_cli.download import REMOTE_DATASETS, VERIFIED, default_lock_path, status
-
-    rows = []
-    for spec in DATASETS.values():
-        files = []
-        for name in spec.remote:
-            for remote in REMOTE_DATASETS[name]:
-                s = status(
-                    remote,
-                    downloads_dir(cache_dir),
-                    default_lock_path(cache_dir),
-                    check_hash=check_hash,
-                )
-                files.append((s.filename, s.cached, s.size, s.state))
-        if spec.name in FILE_ONLY:
-            # A text file is ready as downloaded; it has no dataset folder of its own.
-            ready = bool(files) and all(
-                cached and state == VERIFIED for _, cached, _, state in files
-            )
-        else:
-            ready = (dataset_dir(spec.name, cache_dir) / SPLIT_FILE).is_file()
-        rows.append(DatasetStatus(spec.name, spec.summary, ready, files))
-    return rows
-
-
 def open_dataset(
     name: str, root: Path | None, features: str, cache_dir: Path | None = None
 ) -> ZeroShotDataset:
     """Load a downloaded and encoded dataset, saying which step is missing if it is not."""
-    folder = resolve_root(name, root, cache_dir)
-    if not folder.is_dir():
-        how = f"`t2m download {name}`" if name in DATASETS else "`t2m data import PATH --name`"
-        raise DataError(f"Dataset '{name}' is not at {folder}. Run {how} first (and `t2m encode`).")
-    check_features(name, folder, features)
+    folder = dataset_folder(name, root, cache_dir, then=" (and `t2m encode`)")
+    check_features(name, folder, features, root_set=root is not None)
     return load_dataset(folder, name, features)
 
 
-def check_features(name: str, folder: Path, features: str) -> Path:
-    """The feature file a config names, or an error saying which ones the dataset has."""
+def dataset_folder(name: str, root: Path | None, cache_dir: Path | None, then: str = "") -> Path:
+    """A dataset's folder (`resolve_root`), or an error saying how to get one.
+
+    Args:
+        name: the dataset's name (``dataset.name``).
+        root: ``dataset.root``; None for the cache's folder.
+        cache_dir: cache root override.
+        then: what the advice adds after the command that fetches the dataset.
+
+    Raises:
+        DataError: the folder does not exist. With ``root`` set the message says to fix or drop
+            ``dataset.root`` (`t2m download` and `t2m data import` write to the cache, never
+            there); otherwise it names the command that puts the dataset in the cache.
+    """
+    folder = resolve_root(name, root, cache_dir)
+    if folder.is_dir():
+        return folder
+    if root is not None:
+        raise DataError(
+            f"There is no dataset at {folder}, the dataset.root of the config. Fix dataset.root, "
+            f"or drop it to use dataset '{name}' in the cache ({dataset_dir(name, cache_dir)})."
+        )
+    how = f"`t2m download {name}`" if name in DATASETS else "`t2m data import PATH --name`"
+    raise DataError(f"Dataset '{name}' is not at {folder}. Run {how} first{then}.")
+
+
+def check_features(name: str, folder: Path, features: str, *, root_set: bool = False) -> Path:
+    """The feature file a config names, or an error saying which ones the dataset has.
+
+    Args:
+        name: the dataset's name.
+        folder: its folder.
+        features: the feature file's stem (``dataset.features``).
+        root_set: ``folder`` is a ``dataset.root`` of the config, where no download writes.
+
+    Raises:
+        DataError: the file is not there; the message lists the ones that are, or says how
+            to make one.
+    """
     path = folder / "features" / f"{features}.safetensors"
     if path.is_file():
         return path
@@ -458,6 +452,12 @@ def check_features(name: str, folder: Path, features: str) -> Path:
         hint = f" It has {', '.join(available)}: set dataset.features to one of them."
     elif spec is not None and spec.meshes:
         hint = " Run `t2m encode`."
+    elif root_set:
+        # Downloads and imports write to the cache, so neither would add features here.
+        hint = (
+            " Its features come with its data, not from `t2m encode`: fix dataset.root, or "
+            "drop it to use the dataset in the cache."
+        )
     elif spec is not None:
         # `t2m encode` builds mesh datasets' features only: sending users there would loop.
         hint = (

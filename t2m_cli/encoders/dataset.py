@@ -6,18 +6,19 @@ class name and description is embedded once into the text cache.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-from t2m_cli.config import Config
-from t2m_cli.data.dataset import SPLIT_FILE, Split, load_dataset, read_json
-from t2m_cli.data.registry import DATASETS, check_features, resolve_root
+from t2m_cli.config import Config, PointNetConfig
+from t2m_cli.data.dataset import SPLIT_FILE, FeatureSource, Split, load_dataset, read_json
+from t2m_cli.data.registry import DATASETS, check_features, dataset_folder
 from t2m_cli.data.texts import class_name_text
 from t2m_cli.encoders.text import make_text_encoder
 from t2m_cli.errors import DataError
-from t2m_cli.paths import text_cache_dir
+from t2m_cli.paths import RUN_CONFIG, text_cache_dir
 from t2m_cli.progress import StepsCallback
 
 POINT_CLOUD_STEP = "point clouds -> PointNet features"
@@ -62,10 +63,7 @@ def encode_dataset(
     """
     name = config.dataset.name
     spec = DATASETS.get(name)
-    root = resolve_root(name, config.dataset.root, cache_dir)
-    if not root.is_dir():
-        how = f"`t2m download {name}`" if spec else "`t2m data import PATH --name`"
-        raise DataError(f"Dataset '{name}' is not at {root}. Run {how} first.")
+    root = dataset_folder(name, config.dataset.root, cache_dir)
     split = Split.from_json(read_json(root / SPLIT_FILE, "split"), str(root / SPLIT_FILE))
     feature_file = root / "features" / f"{config.dataset.features}.safetensors"
     built = False
@@ -87,7 +85,9 @@ def encode_dataset(
                 progress=None if progress is None else partial(progress, POINT_CLOUD_STEP),
             )
             built = True
-    feature_file = check_features(name, root, config.dataset.features)
+    feature_file = check_features(
+        name, root, config.dataset.features, root_set=config.dataset.root is not None
+    )
     # Read as `t2m train` reads it, so a dataset that training would refuse (a split without
     # what training and the protocols need, ...) is refused now, before any text is embedded.
     descriptions = load_dataset(root, name, config.dataset.features).descriptions
@@ -105,3 +105,152 @@ def encode_dataset(
     if progress is not None:
         progress(TEXT_STEP, len(texts), len(texts))
     return EncodeReport(root, feature_file, built, len(texts), int(vectors.shape[1]))
+
+
+def _built_with(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A feature file's meta without its lists and mappings (classes trained on, notes): the
+    extractor's settings, small enough for every checkpoint to carry."""
+    return {k: v for k, v in meta.items() if v is None or isinstance(v, (str, int, float, bool))}
+
+
+def _pointnet_settings(meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``pointnet.*`` settings PointNet features record, or None for other features."""
+    if meta.get("extractor") != "pointnet":
+        return None
+    # Files written before global_dim was a setting pooled the very features they record.
+    full = {"global_dim": meta.get("feature_dim"), **meta}
+    return {key: full.get(key, "unknown") for key in PointNetConfig.model_fields}
+
+
+def _override(key: str, value: Any) -> str:
+    return f"pointnet.{key}={'null' if value is None else value}"
+
+
+def trained_features_facts(source: FeatureSource | None) -> dict[str, Any]:
+    """What a checkpoint and ``run.json`` record of the features a run trains on
+    (`check_trained_features`).
+
+    Args:
+        source: the feature file the run's dataset was read from (`ZeroShotDataset.source`).
+
+    Returns:
+        ``feature_file`` (its path), ``features_sha256`` (`features_digest`) and
+        ``features_built_with`` (the settings the file records, e.g. ``pointnet.*``); all None
+        for a dataset not read from a file, and then nothing is checked.
+    """
+    if source is None:
+        return {"feature_file": None, "features_sha256": None, "features_built_with": None}
+    return {
+        "feature_file": str(source.path),
+        "features_sha256": source.sha256,
+        "features_built_with": _built_with(source.meta),
+    }
+
+
+def check_trained_features(
+    meta: Mapping[str, Any],
+    source: FeatureSource | None,
+    what: str,
+    run_dir: Path,
+    config: Config,
+) -> None:
+    """Refuse features that are not the ones a checkpoint was trained on.
+
+    `t2m encode` with other ``pointnet.*`` settings, a dataset downloaded or imported again,
+    or a hand-written file replaces a dataset's feature file under the same name. A
+    hypernetwork induces weights for the feature space it was trained in; on other features
+    its scores drop with nothing to say why, and resuming would train on a mix of both.
+
+    Args:
+        meta: the checkpoint's metadata (`trained_features_facts`). One without a
+            ``features_sha256`` (a run trained before digests were recorded) is accepted.
+        source: the feature file as read now; None accepts (nothing to compare).
+        what: the trained thing, starting the message ("Run runs/r").
+        run_dir: its run folder, whose ``config.yaml`` the message's `t2m encode` uses.
+        config: that run's config.
+
+    Raises:
+        DataError: the file now holds other features; the message names the run and the
+            file, says what changed, and how to build the run's features again.
+    """
+    trained = meta.get("features_sha256")
+    if trained is None or source is None or source.sha256 == trained:
+        return
+    recorded = meta.get("features_built_with")
+    then_meta: Mapping[str, Any] = recorded if isinstance(recorded, dict) else {}
+    then = _pointnet_settings(then_meta)
+    now = _pointnet_settings(source.meta)
+    changed = (
+        [f"{_override(k, now[k])} now, {then[k]} for the run" for k in then if then[k] != now[k]]
+        if then is not None and now is not None
+        else []
+    )
+    if changed:
+        why = f"the file was built again since ({'; '.join(changed)})"
+    else:
+        why = (
+            f"the SHA-256 of its features is {source.sha256[:12]}..., {trained[:12]}... when "
+            "the run was trained"
+        )
+    then_file = meta.get("feature_file")
+    read = f"; the run read {then_file}" if then_file and then_file != str(source.path) else ""
+    if then is not None:
+        overrides = [
+            _override(k, v)
+            for k, v in then.items()
+            if v != "unknown" and getattr(config.pointnet, k) != v
+        ]
+        command = " ".join(["t2m encode", str(run_dir / RUN_CONFIG), *overrides, "--force"])
+        done, epochs = then_meta.get("epochs_trained"), then_meta.get("epochs")
+        budget = (
+            f"; its PointNet stopped at the pointnet.max_seconds budget after {done} of "
+            f"{epochs} epochs, so a rebuild may stop elsewhere and differ again"
+            if isinstance(done, (int, float)) and isinstance(epochs, int) and done < epochs
+            else ""
+        )
+        fix = (
+            f"Build the features the run was trained on again: `{command}` (the run's config "
+            "with the PointNet settings its run.json records as features_built_with"
+            f"{budget})"
+        )
+    else:
+        fix = (
+            "Put back the feature file the run was trained on (downloaded or imported "
+            "features: delete the dataset folder and download or import the same data again)"
+        )
+    raise DataError(
+        f"{what} was trained on other features than {source.path} holds now: {why}{read}. "
+        "A hypernetwork induces weights for the features it was trained on, so its scores on "
+        f"these would be wrong. {fix}, or train the run again on the features as they are now "
+        "(`t2m train`)."
+    )
+
+
+def unused_pointnet_settings(
+    settings: Mapping[str, Any], source: FeatureSource | None
+) -> str | None:
+    """Say when a config's ``pointnet`` section is not what built the features a run reads.
+
+    Training reads the features as built; the config's ``pointnet.*`` apply only to `t2m
+    encode`. A run's ``config.yaml`` then shows settings that did not make its features, so
+    its ``run.json`` records the ones that did.
+
+    Args:
+        settings: the config's ``pointnet`` section (``config.pointnet.model_dump()``).
+        source: the feature file the run reads.
+
+    Returns:
+        One line for the log, or None when the file is not PointNet features or matches.
+    """
+    built = None if source is None else _pointnet_settings(source.meta)
+    if source is None or built is None:
+        return None
+    changed = [k for k, v in settings.items() if k in built and built[k] != v]
+    if not changed:
+        return None
+    return (
+        f"{source.path} was built with {', '.join(_override(k, built[k]) for k in changed)}, "
+        f"not the config's {', '.join(_override(k, settings[k]) for k in changed)}: training "
+        "reads the features as built, and run.json records their settings "
+        "(features_built_with)."
+    )

@@ -298,6 +298,7 @@ def _fit_eszsl(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
 def _load_w(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
     """The non-symmetric W hypernetwork that `t2m train --baseline W RUN` trained into
     ``RUN/baselines/W``; evaluation only reads it."""
+    from t2m_cli.encoders.dataset import check_trained_features
     from t2m_cli.encoders.text import check_trained_model
     from t2m_cli.models.checkpoint import load_checkpoint
 
@@ -310,7 +311,9 @@ def _load_w(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
             f"`t2m train --baseline W {inputs.run_dir}`, then evaluate again."
         )
     model, meta, _ = load_checkpoint(runs.checkpoint_path(folder, "best"), inputs.device)
-    check_trained_model(inputs.encoder, meta, f"The W baseline of run {inputs.run_dir}")
+    what = f"The W baseline of run {inputs.run_dir}"
+    check_trained_model(inputs.encoder, meta, what)
+    check_trained_features(meta, inputs.dataset.source, what, folder, config)
     return model, {
         "folder": f"{runs.BASELINES_DIR}/W",
         "epoch": meta.get("epoch"),

@@ -59,6 +59,7 @@ def evaluate_run(
     overrides: Sequence[str] = (),
     values: Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    flags: Mapping[str, str] | None = None,
 ) -> RunEvaluation:
     """Evaluate a run's hypernetwork, and any baselines, with the asked protocols.
 
@@ -72,12 +73,17 @@ def evaluate_run(
         overrides: ``eval.key=value`` settings for this evaluation only (draws, source, ...).
         values: typed ``eval.key`` settings, set after `overrides` as they are (no YAML).
         log: receives progress messages (e.g. that a baseline is being trained).
+        flags: the option that set each key of `values` (``{"eval.draws": "--draws"}``), so
+            that a bad value is blamed on it.
 
     Raises:
         UserInputError: for an unknown protocol or baseline, an override outside ``eval``,
             or a protocol the run's hypernetwork cannot take part in (`check_protocols`).
+        ConfigError: a setting has an unknown key or a bad value (named as ``--set`` or the
+            flag gave it).
         DataError: the text model found under the run's ``text.model`` is not the one the
-            run (or its W baseline) was trained with (`check_trained_model`).
+            run (or its W baseline) was trained with (`check_trained_model`), or the run's
+            dataset's feature file now holds other features (`check_trained_features`).
     """
     _check_names(protocols, baselines)
     outside = [o for o in [*overrides, *(values or {})] if not o.strip().startswith("eval.")]
@@ -91,13 +97,25 @@ def evaluate_run(
     from t2m_cli.data.registry import open_dataset
     from t2m_cli.data.texts import NegativeDescriptions, describer_for
     from t2m_cli.device import resolve_device
+    from t2m_cli.encoders.dataset import check_trained_features
     from t2m_cli.encoders.text import check_trained_model, make_text_encoder
     from t2m_cli.models.checkpoint import load_checkpoint
     from t2m_cli.paths import RUN_CONFIG
 
     trained, _ = runs.load_run(run_dir)
     changed = overrides or values
-    config = load_config(run_dir / RUN_CONFIG, overrides, values) if changed else trained
+    config = (
+        load_config(
+            run_dir / RUN_CONFIG,
+            overrides,
+            values,
+            flags=flags,
+            override_option="--set",
+            override_form="--set eval.key=value",
+        )
+        if changed
+        else trained
+    )
     if config.model.hn_type in baselines:
         raise UserInputError(
             f"This run is itself a {config.model.hn_type} hypernetwork; drop "
@@ -110,6 +128,7 @@ def evaluate_run(
     dataset = open_dataset(
         config.dataset.name, config.dataset.root, config.dataset.features, cache_dir
     )
+    check_trained_features(meta, dataset.source, f"Run {run_dir}", run_dir, trained)
     if norm is not None:
         # The statistics saved at training time (seen classes' training rows), never refitted.
         dataset = norm.apply(dataset)
@@ -369,8 +388,7 @@ def gzsl_protocol(s: Scoring) -> ProtocolResult:
         ("AUSUC", [r.ausuc for r in results]),
     ):
         summary = summarize(torch.tensor(values))
-        sem = summary.sem if len(values) > 1 else None
-        figures.append(Figure(m, "gzsl", metric, summary.mean, sem, len(values), "draws"))
+        figures.append(Figure(m, "gzsl", metric, summary.mean, summary.sem, len(values), "draws"))
     first = results[0]
     keep = torch.linspace(0, len(first.curve_s) - 1, min(CURVE_POINTS, len(first.curve_s)))
     keep = keep.round().long()

@@ -8,8 +8,10 @@ JSON schema ``t2m-eval/1`` (``t2m evaluate --json``, and ``eval.json`` under ``-
 
     {
       "schema": "t2m-eval/1",
-      "runs": [                          # one entry per evaluated run
+      "runs": [                          # one entry per evaluated run, in the order given
         {"run": "20261127-...-EV",       # run folder name
+         "label": "20261127-...-EV",     # unique among the runs: the folder name, -2, -3, ...
+                                         # added where runs in different folders share it
          "dataset": "shapes", "encoder": "all-MiniLM-L6-v2", "hn_type": "EV",
          "task": "classes",              # train.task: classes or supersets
          "seed": 0,                      # training seed
@@ -24,8 +26,8 @@ JSON schema ``t2m-eval/1`` (``t2m evaluate --json``, and ``eval.json`` under ``-
          "mean": 0.79, "sem": 0.012, "n": 42, "over": "pairs",
          "median": 0.8, "std": 0.08}     # median and std only where defined
       ],
-      "per_run": {"<run>": [figures]},   # only when several runs were aggregated
-      "details": {"<run>": {...}}        # only in eval.json: pair matrices and GZSL curves
+      "per_run": {"<label>": [figures]}, # only when several runs were aggregated
+      "details": {"<label>": {...}}      # only in eval.json: pair matrices and GZSL curves
     }
 
 Methods: ``T2M-HN`` (the run's own hypernetwork, its type in ``runs[].hn_type``) and the
@@ -41,7 +43,7 @@ baselines by their ``--baseline`` names. Metrics by protocol (accuracies and AUC
 ``over`` says what ``mean`` is a mean of: pairs, classes or attributes within a run; draws for
 the calibration constant and AUSUC; runs when several runs are aggregated; "means" for an H,
 the harmonic mean of two means (``n`` 2). ``sem`` is null where no spread is defined (H, a
-constant or AUSUC of a single draw). With
+mean of a single pair, class or attribute, a constant or AUSUC of a single draw). With
 several draws, per-pair and per-class figures are averaged over the draws before the mean over
 pairs or classes; constants and AUSUC are averaged over draws, their SEM over draws.
 """
@@ -56,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from t2m_cli.errors import UserInputError
+from t2m_cli.runs import run_name
 from t2m_cli.scoring.metrics import Summary
 
 SCHEMA = "t2m-eval/1"
@@ -155,7 +158,7 @@ class RunEvaluation:
 
     @property
     def run(self) -> str:
-        return self.run_dir.name
+        return run_name(self.run_dir)
 
     def figure(self, method: str, protocol: str, metric: str) -> Figure:
         for f in self.figures:
@@ -184,7 +187,7 @@ def aggregate(evaluations: list[RunEvaluation]) -> list[Figure]:
                 f"{k}: {first.info.get(k)!r} vs {other.info.get(k)!r}" for k in differ
             )
             raise UserInputError(
-                f"Runs {first.run} and {other.run} differ ({details}); several runs are "
+                f"Runs {first.run_dir} and {other.run_dir} differ ({details}); several runs are "
                 "averaged only when they are seeds of one setting. Evaluate them separately."
             )
     values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
@@ -217,14 +220,43 @@ def aggregate(evaluations: list[RunEvaluation]) -> list[Figure]:
 def report_json(evaluations: list[RunEvaluation], details: bool = False) -> dict[str, Any]:
     """The ``t2m-eval/1`` document for one or several runs (see the module docstring)."""
     several = len(evaluations) > 1
+    labels = run_labels(evaluations)
+    runs = []
+    for e, label in zip(evaluations, labels, strict=True):
+        entry = e.run_json()
+        runs.append({"run": entry.pop("run"), "label": label, **entry})
     doc: dict[str, Any] = {
         "schema": SCHEMA,
-        "runs": [e.run_json() for e in evaluations],
+        "runs": runs,
         "over": "runs" if several else "pairs/classes/attributes",
         "results": [f.to_json() for f in aggregate(evaluations)],
     }
     if several:
-        doc["per_run"] = {e.run: [f.to_json() for f in e.figures] for e in evaluations}
+        doc["per_run"] = {
+            label: [f.to_json() for f in e.figures]
+            for e, label in zip(evaluations, labels, strict=True)
+        }
     if details:
-        doc["details"] = {e.run: e.details for e in evaluations}
+        doc["details"] = {label: e.details for e, label in zip(evaluations, labels, strict=True)}
     return doc
+
+
+def run_labels(evaluations: list[RunEvaluation]) -> list[str]:
+    """A name per run, unique among them, in order: its folder name, with ``-2``, ``-3``, ...
+    added to a name an earlier run already has (``runs/base other/base``: base, base-2).
+
+    The labels key ``per_run`` and ``details`` in the JSON and name each run's folder of
+    figures under ``--output``, so that runs of the same folder name in different places
+    neither merge nor overwrite each other.
+    """
+    names = [e.run for e in evaluations]
+    taken: set[str] = set()
+    labels = []
+    for name in names:
+        label, number = name, 1
+        while label in taken or (label != name and label in names):
+            number += 1
+            label = f"{name}-{number}"
+        taken.add(label)
+        labels.append(label)
+    return labels

@@ -17,17 +17,20 @@ import torch
 class Summary:
     """Mean and standard error of the mean of a set of values, with median and std when known.
 
-    ``median`` and ``std`` come last with defaults so that ``Summary(mean, sem, n)`` still works.
+    ``sem`` and ``std`` are None for a single value: a spread of one value is undefined, and
+    reading it as 0 would claim an exact figure. ``median`` and ``std`` come last with defaults
+    so that ``Summary(mean, sem, n)`` still works.
     """
 
     mean: float
-    sem: float
+    sem: float | None
     n: int
     median: float | None = None
     std: float | None = None
 
-    def to_json(self) -> dict[str, float | int]:
-        out: dict[str, float | int] = {"mean": self.mean, "sem": self.sem, "n": self.n}
+    def to_json(self) -> dict[str, float | int | None]:
+        # sem is always written (null for one value); median and std only where known.
+        out: dict[str, float | int | None] = {"mean": self.mean, "sem": self.sem, "n": self.n}
         # Omitted rather than null so that readers of older reports see the same keys and types.
         if self.median is not None:
             out["median"] = self.median
@@ -39,8 +42,10 @@ class Summary:
 def summarize(values: torch.Tensor) -> Summary:
     """Mean +- SEM (sample standard deviation / sqrt(n)), median and sample std.
 
-    SEM and std are 0 for a single value. The median of an even count is the mean of the two
-    middle values (not torch.median's lower one).
+    SEM and std are None for a single value (the sample std divides by n - 1 = 0): one pair,
+    class or attribute gives a mean with no error bar, shown without "+-" and written as null.
+    The median of an even count is the mean of the two middle values (not torch.median's lower
+    one).
 
     Args:
         values: (n,) values, n >= 1.
@@ -49,10 +54,10 @@ def summarize(values: torch.Tensor) -> Summary:
     n = int(v.numel())
     if n == 0:
         raise ValueError("summarize() needs at least one value")
-    std = float(v.std(unbiased=True)) if n > 1 else 0.0
+    std = float(v.std(unbiased=True)) if n > 1 else None
     return Summary(
         mean=float(v.mean()),
-        sem=std / math.sqrt(n),
+        sem=None if std is None else std / math.sqrt(n),
         n=n,
         median=float(torch.quantile(v, 0.5)),
         std=std,

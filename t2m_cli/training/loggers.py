@@ -47,6 +47,9 @@ class WandbLogger:
         name: run name; default the t2m run folder's name.
         folder: the t2m run folder; wandb files go under ``<folder>/wandb`` unless
             ``WANDB_DIR`` says otherwise.
+        quiet: silence wandb's own lines on the terminal (its run banner, history and sync
+            hints), as ``--quiet`` asks; its warnings too. Otherwise wandb prints as it is set
+            up to (``WANDB_SILENT`` and the like).
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class WandbLogger:
         tags: list[str],
         name: str,
         folder: Path,
+        quiet: bool = False,
     ) -> None:
         import os
 
@@ -77,6 +81,7 @@ class WandbLogger:
             config=config,
             dir=os.environ.get("WANDB_DIR") or str(folder),
             reinit="finish_previous",
+            settings=wandb.Settings(silent=True, show_warnings=False) if quiet else None,
         )
 
     def log_epoch(self, record: dict[str, Any]) -> None:

@@ -95,7 +95,7 @@ class EpochResult:
     seconds: float
     is_best: bool
 
-    def to_json(self) -> dict[str, float | int | bool]:
+    def to_json(self) -> dict[str, float | int | bool | None]:
         return {
             "epoch": self.epoch,
             "tasks": self.tasks,

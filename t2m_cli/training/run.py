@@ -116,6 +116,8 @@ def train_run(
     config: Config,
     cache_dir: Path | None = None,
     on_epoch: Callable[[EpochResult], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    quiet: bool = False,
 ) -> Path:
     """Train a hypernetwork as the config says and write a run folder.
 
@@ -123,6 +125,10 @@ def train_run(
         config: the validated run config.
         cache_dir: cache root override (datasets and text embeddings).
         on_epoch: called after each epoch with its result (for progress display).
+        log: receives one line when the config's ``pointnet.*`` settings are not the ones
+            the features were built with (training reads the features as built; ``run.json``
+            records their settings).
+        quiet: keep loggers that print (wandb) off the terminal, as ``--quiet`` asks.
 
     Returns:
         the run folder.
@@ -133,6 +139,25 @@ def train_run(
         T2MError: training failed; a run that finished no epoch leaves no folder behind.
     """
     trainer, norm = _build_trainer(config, cache_dir)
+    return _new_run(config, trainer, norm, on_epoch, cache_dir, log, quiet=quiet)
+
+
+def _new_run(
+    config: Config,
+    trainer: Trainer,
+    norm: FeatureNorm | None,
+    on_epoch: Callable[[EpochResult], None] | None,
+    cache_dir: Path | None,
+    log: Callable[[str], None] | None = None,
+    quiet: bool = False,
+) -> Path:
+    """Write a new run folder for ``config`` and train it from its first epoch."""
+    from t2m_cli.encoders.dataset import trained_features_facts, unused_pointnet_settings
+
+    source = trainer.dataset.source
+    note = unused_pointnet_settings(config.pointnet.model_dump(), source)
+    if note is not None and log is not None:
+        log(note)
     info: dict[str, Any] = {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seed": config.train.seed,
@@ -140,30 +165,39 @@ def train_run(
         "dataset": {
             "name": trainer.dataset.name,
             "classes": len(trainer.dataset.classes),
-            **trainer.dataset.meta,
+            # What made the features, as their file records it: config.yaml's pointnet
+            # section applies only to `t2m encode`, and may not be what built them.
+            **trained_features_facts(source),
+            **({"features_note": note} if note is not None else {}),
         },
         "versions": runs.library_versions(),
     }
     with runs.new_run(config, info) as folder:
-        return _run_epochs(config, trainer, norm, folder, info, 1, on_epoch, cache_dir=cache_dir)
+        return _run_epochs(
+            config, trainer, norm, folder, info, 1, on_epoch, cache_dir=cache_dir, quiet=quiet
+        )
 
 
 def resume_run(
     folder: Path,
     cache_dir: Path | None = None,
     on_epoch: Callable[[EpochResult], None] | None = None,
+    quiet: bool = False,
 ) -> Path:
     """Continue an interrupted run from its last finished epoch.
 
     The run's own resolved config is used; the weights, optimiser momentum and random state
     come from its ``state.safetensors``, so the epochs that follow are the ones an
-    uninterrupted run would have trained.
+    uninterrupted run would have trained. ``quiet`` keeps wandb off the terminal.
 
     Raises:
         UserInputError: the run has finished all its epochs.
         DataError: the text model found under the run's ``text.model`` is not the one its
-            epochs were trained with (`check_trained_model`).
+            epochs were trained with (`check_trained_model`), or its dataset's feature file
+            now holds other features (`check_trained_features`).
     """
+    from t2m_cli.encoders.dataset import check_trained_features
+
     config, info = runs.load_run(folder)
     tensors, facts = runs.load_state(folder)
     epoch = int(facts["epoch"])
@@ -172,14 +206,25 @@ def resume_run(
             f"Run {folder} already finished all {config.train.epochs} epochs; nothing to resume."
         )
     # Epochs trained on another model's embeddings would not continue the ones saved.
-    _check_text_model(config, folder, cache_dir)
+    meta = _check_text_model(config, folder, cache_dir)
     trainer, norm = _build_trainer(config, cache_dir)
+    # Nor would epochs trained on other features.
+    check_trained_features(meta, trainer.dataset.source, f"Run {folder}", folder, config)
     trainer.load_state(tensors, facts)
     # Lines past the saved epoch were written after the state: the resumed epochs replace them.
     runs.truncate_metrics(folder, epoch)
     info["resumed_from_epoch"] = epoch
     return _run_epochs(
-        config, trainer, norm, folder, info, epoch + 1, on_epoch, facts["best"], cache_dir
+        config,
+        trainer,
+        norm,
+        folder,
+        info,
+        epoch + 1,
+        on_epoch,
+        facts["best"],
+        cache_dir,
+        quiet=quiet,
     )
 
 
@@ -193,10 +238,12 @@ def _run_epochs(
     on_epoch: Callable[[EpochResult], None] | None,
     best: dict[str, Any] | None = None,
     cache_dir: Path | None = None,
+    quiet: bool = False,
 ) -> Path:
     """Train epochs ``start..`` with checkpoints and logs, then record the run's summary."""
     import torch
 
+    from t2m_cli.encoders.dataset import trained_features_facts
     from t2m_cli.encoders.text import make_text_encoder, trained_model_facts
 
     # The first seen class's first text in the bank: embedded already, so read from the cache.
@@ -215,6 +262,9 @@ def _run_epochs(
         "text_source": config.text.source,
         "dataset": trainer.dataset.name,
         "features": config.dataset.features,
+        # Nor does the feature file's name say what it holds later (`t2m encode` rewrites it):
+        # `evaluate`, `induce` and `--resume` compare its contents with these.
+        **trained_features_facts(trainer.dataset.source),
     }
     began = time.perf_counter()
     threads = torch.get_num_threads()
@@ -223,7 +273,7 @@ def _run_epochs(
         # synchronisation than they save. Measured on 2 cores: 250 tasks/s on one thread,
         # 85 tasks/s on two. Batched tasks are large enough for threads to pay.
         torch.set_num_threads(1)
-    loggers = _loggers(config, folder)
+    loggers = _loggers(config, folder, quiet)
     try:
         best = _train_epochs(trainer, folder, meta, norm, start, on_epoch, best or {}, loggers)
     except T2MError as exc:
@@ -243,15 +293,20 @@ def _run_epochs(
     return folder
 
 
-def _check_text_model(config: Config, folder: Path, cache_dir: Path | None) -> None:
+def _check_text_model(config: Config, folder: Path, cache_dir: Path | None) -> dict[str, Any]:
     """Refuse to go on training a run, or a baseline for it, once its text model is no longer
-    the one its last checkpoint was trained with (`check_trained_model`)."""
+    the one its last checkpoint was trained with (`check_trained_model`).
+
+    Returns:
+        the last checkpoint's metadata.
+    """
     from t2m_cli.encoders.text import check_trained_model, make_text_encoder
     from t2m_cli.models.checkpoint import load_checkpoint
 
     _, meta, _ = load_checkpoint(runs.checkpoint_path(folder, "last"))
     encoder = make_text_encoder(config.text.model, cache_dir=text_cache_dir(cache_dir))
     check_trained_model(encoder, meta, f"Run {folder}")
+    return meta
 
 
 def _kept(folder: Path, exc: T2MError) -> str:
@@ -268,8 +323,8 @@ def _kept(folder: Path, exc: T2MError) -> str:
     )
 
 
-def _loggers(config: Config, folder: Path) -> list[RunLogger]:
-    """metrics.jsonl always; wandb when the config asks for it."""
+def _loggers(config: Config, folder: Path, quiet: bool = False) -> list[RunLogger]:
+    """metrics.jsonl always; wandb when the config asks for it (silent when ``quiet``)."""
     from t2m_cli.training.loggers import JsonlLogger, WandbLogger
 
     loggers: list[RunLogger] = [JsonlLogger(runs.metrics_path(folder))]
@@ -284,6 +339,7 @@ def _loggers(config: Config, folder: Path) -> list[RunLogger]:
                 tags=w.tags,
                 name=w.name or folder.name,
                 folder=folder,
+                quiet=quiet,
             )
         )
     return loggers
@@ -329,6 +385,16 @@ TRAINED_BASELINES = ("W",)
 """Baselines that need training: `train_baseline` trains them into ``RUN/baselines/<name>``."""
 
 
+def _check_trained_baseline(name: str) -> None:
+    """Refuse a name outside `TRAINED_BASELINES`; it names a folder, so before any path is made
+    of it (``--baseline ..`` would be the run folder itself)."""
+    if name not in TRAINED_BASELINES:
+        raise UserInputError(
+            f"'{name}' is not a baseline that needs training; `t2m train --baseline` takes "
+            f"{', '.join(TRAINED_BASELINES)} (ridge and eszsl are fitted by `t2m evaluate`)."
+        )
+
+
 def baseline_config(config: Config, folder: Path, name: str) -> Config:
     """The config a baseline trains with: the run's own (same data, texts, seed, schedule,
     task) except the hypernetwork type, pairs for class tasks, its folder, and no wandb. The W
@@ -337,11 +403,7 @@ def baseline_config(config: Config, folder: Path, name: str) -> Config:
     Raises:
         UserInputError: ``name`` is not a baseline that needs training.
     """
-    if name not in TRAINED_BASELINES:
-        raise UserInputError(
-            f"'{name}' is not a baseline that needs training; `t2m train --baseline` takes "
-            f"{', '.join(TRAINED_BASELINES)} (ridge and eszsl are fitted by `t2m evaluate`)."
-        )
+    _check_trained_baseline(name)
     data = config_to_dict(config)
     data["model"]["hn_type"] = name
     data["train"]["classes_per_task"] = 2
@@ -375,18 +437,23 @@ def train_baseline(
         UserInputError: ``run_dir`` is not a run, is itself a ``name`` run, the baseline is
             unknown or already fully trained.
         DataError: the text model found under the run's ``text.model`` is not the one the
-            run was trained with (`check_trained_model`).
+            run was trained with (`check_trained_model`), or the run's dataset's feature file
+            now holds other features than it was trained on (`check_trained_features`).
     """
     import shutil
 
+    from t2m_cli.encoders.dataset import check_trained_features
+
+    _check_trained_baseline(name)
     config, _ = runs.load_run(run_dir)
     if config.model.hn_type == name:
         raise UserInputError(
             f"Run {run_dir} is itself a {name} hypernetwork; it needs no {name} baseline."
         )
+    meta: dict[str, Any] = {}
     if runs.checkpoint_path(run_dir, "last").is_file():
         # A baseline trained on other embeddings than the run's would compare nothing.
-        _check_text_model(config, run_dir, cache_dir)
+        meta = _check_text_model(config, run_dir, cache_dir)
     folder = runs.baseline_dir(run_dir, name)
     wanted = baseline_config(config, folder, name)
     if runs.has_state(folder):
@@ -396,6 +463,9 @@ def train_baseline(
                 f"evaluate it with `t2m evaluate {run_dir} --baseline {name}`."
             )
         return resume_run(folder, cache_dir, on_epoch)
+    trainer, norm = _build_trainer(wanted, cache_dir)
+    # Nor would one trained on other features; checked before the folder below is replaced.
+    check_trained_features(meta, trainer.dataset.source, f"Run {run_dir}", run_dir, config)
     if folder.exists():
         shutil.rmtree(folder)  # started, but no epoch finished: nothing to keep
-    return train_run(wanted, cache_dir, on_epoch)
+    return _new_run(wanted, trainer, norm, on_epoch, cache_dir)
