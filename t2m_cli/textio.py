@@ -212,18 +212,46 @@ def read_text(
     """
     path = Path(path)
     source = f"{what} {path}" if what else str(path)
+    return decode_text(read_bytes(path, source, error, max_bytes), source, error)
+
+
+def read_bytes(
+    path: Path,
+    source: str,
+    error: type[UserInputError],
+    max_bytes: int | None = None,
+    *,
+    kind: str = "file",
+    limit: str = "",
+) -> bytes:
+    """The bytes of a file, refused as `read_text` refuses it, before any decoding.
+
+    Args:
+        path: the file.
+        source: how every message names it (``"Descriptions file x.json"``).
+        error: the error class to raise.
+        max_bytes: refuse a file larger than this many bytes.
+        kind: what the message for a folder asks for instead (``"YAML file"``).
+        limit: how the message for a large file spells ``max_bytes`` (``"1 MiB"``); empty
+            says it in bytes.
+
+    Raises:
+        UserInputError: of class `error`, naming the file: it is missing, a folder, unreadable
+            or larger than `max_bytes`.
+    """
     try:
-        with path.open("rb") as file:
+        with Path(path).open("rb") as file:
             raw = file.read() if max_bytes is None else file.read(max_bytes + 1)
     except FileNotFoundError:
         raise error(f"{source} does not exist; check the path.") from None
     except IsADirectoryError:
-        raise error(f"{source} is a folder; give the path of a file.") from None
+        raise error(f"{source} is a folder; give the path of a {kind}.") from None
     except OSError as exc:
         raise error(f"{source} cannot be read ({exc.strerror or exc}).") from None
     if max_bytes is not None and len(raw) > max_bytes:
-        raise error(f"{source} is larger than {max_bytes} bytes; keep big data elsewhere.")
-    return decode_text(raw, source, error)
+        size = limit or f"{max_bytes} bytes"
+        raise error(f"{source} is larger than {size}; keep big data elsewhere.")
+    return raw
 
 
 def _wide_encoding(raw: bytes) -> str | None:

@@ -30,7 +30,7 @@ from yaml.events import AliasEvent
 
 from t2m_cli.atomic import write_text
 from t2m_cli.errors import ConfigError, UserInputError
-from t2m_cli.textio import check_strings, decode_text
+from t2m_cli.textio import check_strings, decode_text, read_bytes
 
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 20
@@ -150,17 +150,9 @@ def load_yaml(path: Path, error: type[UserInputError] = ConfigError) -> YamlDocu
             the file is missing, unreadable or over `MAX_BYTES`, its text is refused by
             `decode_text`, or as for `parse_yaml`, or its top level is not a mapping.
     """
-    try:
-        with Path(path).open("rb") as file:
-            raw = file.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise error(f"{path} does not exist; check the path.") from None
-    except IsADirectoryError:
-        raise error(f"{path} is a folder; give the path of a YAML file.") from None
-    except OSError as exc:
-        raise error(f"{path} cannot be read ({exc.strerror or exc}).") from None
-    if len(raw) > MAX_BYTES:
-        raise error(f"{path} is larger than {MAX_BYTES >> 20} MiB; keep big data elsewhere.")
+    raw = read_bytes(
+        path, str(path), error, MAX_BYTES, kind="YAML file", limit=f"{MAX_BYTES >> 20} MiB"
+    )
     document = parse_yaml(decode_text(raw, str(path), error), str(path), error)
     if document.data is None:
         return YamlDocument({}, {})

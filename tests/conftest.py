@@ -93,3 +93,55 @@ def fig(doc: dict, protocol: str, metric: str, method: str = "T2M-HN") -> dict:
     ]
     assert len(found) == 1, (method, protocol, metric, found)
     return found[0]
+
+
+def invoke_train(tiny_root: Path, tmp_path: Path, name: str, *overrides: str):
+    """``t2m train`` on ``tiny_root`` with these overrides (and flags), quietly, through
+    CliRunner: the run is ``tmp_path/runs/<name>``, the cache ``tmp_path/cache``."""
+    from typer.testing import CliRunner
+
+    from t2m_cli.cli import app
+
+    return CliRunner().invoke(
+        app,
+        [
+            "train",
+            f"dataset.root={tiny_root}",
+            *overrides,
+            "--name",
+            name,
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "-q",
+        ],
+    )
+
+
+def interrupted_run(tiny_root: Path, tmp_path: Path, text_model: str = "hashing") -> Path:
+    """A run ``tmp_path/runs/cut`` that saved epoch 1 of 2 and was interrupted: it has best
+    and last checkpoints and can be resumed (cache ``tmp_path/cache``)."""
+    from t2m_cli.config import load_config
+    from t2m_cli.training.run import train_run
+
+    config = load_config(
+        None,
+        [
+            "dataset.name=tiny",
+            f"dataset.root={tiny_root}",
+            f"text.model={text_model}",
+            "train.epochs=2",
+            "train.tasks_per_epoch=10",
+            "model.hidden=16",
+            f"run.dir={tmp_path / 'runs'}",
+            "run.name=cut",
+        ],
+    )
+
+    def interrupt(result):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config, tmp_path / "cache", on_epoch=interrupt)
+    return tmp_path / "runs" / "cut"

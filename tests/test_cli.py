@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import fig
+from conftest import fig, invoke_train
 from typer.testing import CliRunner
 
 from t2m_cli.cli import app
@@ -20,22 +20,7 @@ TINY = ["text.model=hashing", "train.epochs=3", "train.tasks_per_epoch=30", "mod
 
 
 def _train(tiny_root: Path, tmp_path: Path, name: str = "r1", *extra: str):
-    return runner.invoke(
-        app,
-        [
-            "train",
-            f"dataset.root={tiny_root}",
-            *TINY,
-            *extra,
-            "--name",
-            name,
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "-q",
-        ],
-    )
+    return invoke_train(tiny_root, tmp_path, name, *TINY, *extra)
 
 
 @pytest.mark.parametrize("cmd", [[], ["download"], ["encode"], ["train"], ["evaluate"], ["induce"]])

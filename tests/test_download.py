@@ -14,12 +14,12 @@ import stat
 import struct
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
-from test_original import _Marker, write_original
+from test_original import LAYOUT, _Marker, write_original
 from typer.testing import CliRunner
 
 from t2m_cli.cli import app
@@ -371,17 +371,10 @@ def test_verify_and_fetch_trust_a_cached_file_only_once_checked(tmp_path: Path) 
 
 runner = CliRunner()
 
-AWA_LAYOUT = {
-    "train_visual_feature_extractor": {"antelope": 3, "otter": 3},
-    "eval_visual_feature_extractor": {"antelope": 1, "otter": 1},
-    "train_hn": {"bat": 2, "cow": 2},
-    "eval_hn": {"bat": 1, "cow": 1},
-    "zs_classes": {"zebra": 2, "blue+whale": 2},
-}
-AWA_CLASSES = [c for part in AWA_LAYOUT.values() for c in part]
+AWA_CLASSES = [c for part in LAYOUT.values() for c in part]
 
 
-def _awa_zip(tmp_path: Path, name: str = "awa.zip", layout: dict = AWA_LAYOUT) -> Path:
+def _awa_zip(tmp_path: Path, name: str = "awa.zip", layout: dict = LAYOUT) -> Path:
     """An original awa.zip: ``awa/features/<part>.pkl``, stored (not compressed)."""
     src = tmp_path / f"{name}.src"
     write_original(src, "awa", layout)
@@ -431,26 +424,30 @@ def _folder_files(root: Path) -> dict[str, object]:
     return files
 
 
-def _poisoned_awa_zip(tmp_path: Path) -> Path:
-    """An awa.zip whose unseen part is a pickle that would run a command if unpickled."""
-    good = _awa_zip(tmp_path, "poisoned.src.zip")
-    archive = tmp_path / "poisoned.zip"
+def _rewritten_awa_zip(
+    tmp_path: Path, name: str, rewrite: Callable[[str, bytes], tuple[str, bytes]]
+) -> Path:
+    """``tmp_path/<name>.zip``: a good awa.zip with each member's (name, bytes) rewritten."""
+    good = _awa_zip(tmp_path, f"{name}.src.zip")
+    archive = tmp_path / f"{name}.zip"
     with zipfile.ZipFile(good) as src, zipfile.ZipFile(archive, "w") as dst:
         for info in src.infolist():
-            data = src.read(info)
-            if info.filename == "awa/features/zs_classes.pkl":
-                data = pickle.dumps(([], {}, _Marker(tmp_path / "pwned")))
-            dst.writestr(info.filename, data)
+            dst.writestr(*rewrite(info.filename, src.read(info)))
     return archive
+
+
+def _poisoned_awa_zip(tmp_path: Path) -> Path:
+    """An awa.zip whose unseen part is a pickle that would run a command if unpickled."""
+    poison = pickle.dumps(([], {}, _Marker(tmp_path / "pwned")))
+    return _rewritten_awa_zip(
+        tmp_path,
+        "poisoned",
+        lambda member, data: (member, poison if member == MEMBER else data),
+    )
 
 
 def _wrong_layout_awa_zip(tmp_path: Path) -> Path:
-    good = _awa_zip(tmp_path, "layout.src.zip")
-    archive = tmp_path / "layout.zip"
-    with zipfile.ZipFile(good) as src, zipfile.ZipFile(archive, "w") as dst:
-        for info in src.infolist():
-            dst.writestr(f"AwA2/{info.filename}", src.read(info))
-    return archive
+    return _rewritten_awa_zip(tmp_path, "layout", lambda member, data: (f"AwA2/{member}", data))
 
 
 @pytest.mark.parametrize(
@@ -486,7 +483,7 @@ def test_a_refused_archive_is_not_trusted_and_the_next_from_works(
 def test_from_replaces_the_cached_archive_and_the_folder_built_from_it(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first = _awa_zip(tmp_path, "first.zip")
-    second = _awa_zip(tmp_path, "second.zip", {**AWA_LAYOUT, "zs_classes": {"zebra": 5, "yak": 2}})
+    second = _awa_zip(tmp_path, "second.zip", {**LAYOUT, "zs_classes": {"zebra": 5, "yak": 2}})
     assert _download(cache, "awa", "--from", str(first)).exit_code == 0
     result = _download(cache, "awa", "--from", str(second))
     assert result.exit_code == 0, result.output

@@ -47,14 +47,20 @@ def test_linear_target_matches_per_task_matmul():
         assert torch.allclose(out[t], x[t] @ w[t].T + b[t], atol=1e-6)
 
 
+def _permutation_case(kind, hidden, k, seed):
+    """A float64 hypernetwork of ``kind`` (text 12, features 7), k descriptions (1, k, 12),
+    11 feature rows (1, 11, 7) and a permutation of the k classes, drawn from ``seed``."""
+    torch.manual_seed(seed)
+    hn = kind(text_dim=12, feature_dim=7, hidden=hidden).double()
+    text = torch.randn(1, k, 12, dtype=torch.float64)
+    x = torch.randn(1, 11, 7, dtype=torch.float64)
+    return hn, text, x, torch.randperm(k)
+
+
 @settings(max_examples=25, deadline=None)
 @given(k=st.integers(2, 6), seed=st.integers(0, 10_000))
 def test_permuting_descriptions_permutes_logits(k, seed):
-    torch.manual_seed(seed)
-    hn = EVHypernet(text_dim=12, feature_dim=7, hidden=16).double()
-    text = torch.randn(1, k, 12, dtype=torch.float64)
-    x = torch.randn(1, 11, 7, dtype=torch.float64)
-    perm = torch.randperm(k)
+    hn, text, x, perm = _permutation_case(EVHypernet, 16, k, seed)
     logits = linear_target(hn(text), x)
     permuted = linear_target(hn(text[:, perm]), x)
     assert torch.allclose(permuted, logits[..., perm], atol=1e-10)
@@ -79,11 +85,7 @@ def test_every_type_emits_its_target(hn_type):
 @settings(max_examples=20, deadline=None)
 @given(k=st.integers(2, 6), seed=st.integers(0, 10_000))
 def test_ivev_logits_permute_and_its_hidden_layer_does_not_change(k, seed):
-    torch.manual_seed(seed)
-    hn = IVEVHypernet(text_dim=12, feature_dim=7, hidden=9).double()
-    text = torch.randn(1, k, 12, dtype=torch.float64)
-    x = torch.randn(1, 11, 7, dtype=torch.float64)
-    perm = torch.randperm(k)
+    hn, text, x, perm = _permutation_case(IVEVHypernet, 9, k, seed)
     params, permuted = hn(text), hn(text[:, perm])
     assert torch.allclose(permuted["hidden.weight"], params["hidden.weight"], atol=1e-10)
     assert torch.allclose(permuted["hidden.bias"], params["hidden.bias"], atol=1e-10)

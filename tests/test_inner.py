@@ -33,6 +33,19 @@ def _task(n=100, d=6, k=2, seed=0):
     return x, y
 
 
+def _torch_sgd(module, x, y, order) -> None:
+    """Train ``module`` in place on the one task (x, y) with torch's SGD (lr 0.05, momentum
+    0.9, weight decay 0.01), in minibatches of 16 taken in ``order``, as the reference that
+    `inner_train` must match."""
+    opt = torch.optim.SGD(module.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01)
+    for perm in order:
+        for start in range(0, x.shape[1], 16):
+            idx = perm[0, start : start + 16]
+            opt.zero_grad()
+            F.cross_entropy(module(x[0, idx]), y[0, idx]).backward()
+            opt.step()
+
+
 def test_inner_loop_matches_torch_sgd_step_for_step():
     torch.manual_seed(0)
     settings = InnerSettings(epochs=2, batch_size=16, lr=0.05, momentum=0.9, weight_decay=0.01)
@@ -47,13 +60,7 @@ def test_inner_loop_matches_torch_sgd_step_for_step():
     with torch.no_grad():
         layer.weight.copy_(theta0["weight"][0])
         layer.bias.copy_(theta0["bias"][0])
-    opt = torch.optim.SGD(layer.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01)
-    for perm in order:
-        for start in range(0, 50, 16):
-            idx = perm[0, start : start + 16]
-            opt.zero_grad()
-            F.cross_entropy(layer(x[0, idx]), y[0, idx]).backward()
-            opt.step()
+    _torch_sgd(layer, x, y, order)
     assert torch.allclose(theta_t["weight"][0], layer.weight, atol=1e-6)
     assert torch.allclose(theta_t["bias"][0], layer.bias, atol=1e-6)
 
@@ -212,13 +219,7 @@ def test_two_layer_inner_loop_matches_torch_sgd():
         net[0].bias.copy_(theta0["hidden.bias"][0])
         net[2].weight.copy_(theta0["weight"][0])
         net[2].bias.copy_(theta0["bias"][0])
-    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01)
-    for perm in order:
-        for start in range(0, 40, 16):
-            idx = perm[0, start : start + 16]
-            opt.zero_grad()
-            F.cross_entropy(net(x[0, idx]), y[0, idx]).backward()
-            opt.step()
+    _torch_sgd(net, x, y, order)
     assert torch.allclose(theta_t["hidden.weight"][0], net[0].weight, atol=1e-5)
     assert torch.allclose(theta_t["weight"][0], net[2].weight, atol=1e-5)
 

@@ -72,11 +72,9 @@ def _trainer(tiny_root, rank=0, world_size=1, tasks_per_step=6):
     return Trainer(hn, bank, ds, inner, outer, torch.device("cpu"), rank, world_size)
 
 
-@pytest.mark.parametrize("n_tasks", [6, 5, 1])
-def test_split_across_processes_sums_to_the_single_process_gradient(tiny_root, n_tasks):
-    whole = _trainer(tiny_root)
-    parts = [_trainer(tiny_root, rank, 2) for rank in range(2)]
-    tasks = sample_tasks(len(whole.seen), 2, n_tasks, torch.Generator().manual_seed(1))
+def _assert_parts_sum_to_whole(whole, parts, tasks) -> None:
+    """Each process's trainer accumulates its share of ``tasks``; their gradients must sum
+    to the gradient of the single process that took them all."""
     whole.accumulate(tasks)
     for part in parts:
         part.accumulate(tasks)
@@ -85,6 +83,14 @@ def test_split_across_processes_sums_to_the_single_process_gradient(tiny_root, n
     ):
         summed = sum(p.grad if p.grad is not None else torch.zeros_like(p) for p in p_parts)
         assert torch.allclose(p_whole.grad, summed, atol=1e-10)
+
+
+@pytest.mark.parametrize("n_tasks", [6, 5, 1])
+def test_split_across_processes_sums_to_the_single_process_gradient(tiny_root, n_tasks):
+    whole = _trainer(tiny_root)
+    parts = [_trainer(tiny_root, rank, 2) for rank in range(2)]
+    tasks = sample_tasks(len(whole.seen), 2, n_tasks, torch.Generator().manual_seed(1))
+    _assert_parts_sum_to_whole(whole, parts, tasks)
     # Every process drew for the whole batch: their generators are still in step.
     assert all(
         torch.equal(part.generator.get_state(), whole.generator.get_state()) for part in parts
@@ -168,15 +174,7 @@ def test_superset_trainer_tasks_labels_and_process_split(tiny_root):
 
     whole = _superset_trainer(tiny_root)  # generators in step with the parts'
     parts = [_superset_trainer(tiny_root, rank, 2) for rank in range(2)]
-    batch = tasks[:3]
-    whole.accumulate(batch)
-    for part in parts:
-        part.accumulate(batch)
-    for p_whole, *p_parts in zip(
-        whole.hypernet.parameters(), *(part.hypernet.parameters() for part in parts)
-    ):
-        summed = sum(p.grad if p.grad is not None else torch.zeros_like(p) for p in p_parts)
-        assert torch.allclose(p_whole.grad, summed, atol=1e-10)
+    _assert_parts_sum_to_whole(whole, parts, tasks[:3])
 
 
 def test_one_group_of_classes_draws_tasks_as_it_always_did():

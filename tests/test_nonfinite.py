@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import invoke_train
 from safetensors import safe_open
 from safetensors.torch import save_file
 from typer.testing import CliRunner
@@ -29,22 +30,7 @@ TINY = ["text.model=hashing", "train.epochs=2", "train.tasks_per_epoch=20", "mod
 
 
 def _train(tiny_root: Path, tmp_path: Path, name: str, *extra: str):
-    return runner.invoke(
-        app,
-        [
-            "train",
-            f"dataset.root={tiny_root}",
-            *TINY,
-            *extra,
-            "--name",
-            name,
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "-q",
-        ],
-    )
+    return invoke_train(tiny_root, tmp_path, name, *TINY, *extra)
 
 
 def _strict(text: str) -> object:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import interrupted_run
 
 from t2m_cli.data.texts import TextBank, class_name_text
 from t2m_cli.encoders.text import (
@@ -298,31 +299,10 @@ def test_resume_and_a_baseline_refuse_a_text_model_saved_again(tiny_root, tmp_pa
     from typer.testing import CliRunner
 
     from t2m_cli.cli import app
-    from t2m_cli.config import load_config
-    from t2m_cli.training.run import train_run
 
     folder = _save_model(tmp_path / "enc", "1.0")
     trained_at = (folder / "weights.txt").stat().st_mtime_ns
-    config = load_config(
-        None,
-        [
-            "dataset.name=tiny",
-            f"dataset.root={tiny_root}",
-            f"text.model={folder}",
-            "train.epochs=2",
-            "train.tasks_per_epoch=10",
-            "model.hidden=16",
-            f"run.dir={tmp_path / 'runs'}",
-            "run.name=cut",
-        ],
-    )
-
-    def interrupt(result):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_run(config, tmp_path / "cache", on_epoch=interrupt)
-    run = tmp_path / "runs" / "cut"
+    run = interrupted_run(tiny_root, tmp_path, str(folder))
     _resave(folder, "2.0", trained_at + 10**9)
     runner = CliRunner()
     cache = ["--cache-dir", str(tmp_path / "cache")]

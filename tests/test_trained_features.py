@@ -7,42 +7,16 @@ import json
 import shlex
 from pathlib import Path
 
-import pytest
 import torch
+from conftest import interrupted_run
 from typer.testing import CliRunner
 
 from t2m_cli.cli import app
-from t2m_cli.config import load_config
 from t2m_cli.data.dataset import FEATURES_DIR, load_features, save_features
 from t2m_cli.induction import InducedClassifier
 from t2m_cli.models.checkpoint import load_checkpoint, save_checkpoint
-from t2m_cli.training.run import train_run
 
 runner = CliRunner()
-
-
-def _interrupted_run(tiny_root: Path, tmp_path: Path) -> Path:
-    """A run that saved epoch 1 of 2: it has best and last checkpoints and can be resumed."""
-    config = load_config(
-        None,
-        [
-            "dataset.name=tiny",
-            f"dataset.root={tiny_root}",
-            "text.model=hashing",
-            "train.epochs=2",
-            "train.tasks_per_epoch=10",
-            "model.hidden=16",
-            f"run.dir={tmp_path / 'runs'}",
-            "run.name=cut",
-        ],
-    )
-
-    def interrupt(result):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_run(config, tmp_path / "cache", on_epoch=interrupt)
-    return tmp_path / "runs" / "cut"
 
 
 def _rewrite(feature_file: Path, scale: float) -> None:
@@ -72,7 +46,7 @@ def _commands(run: Path, tmp_path: Path) -> dict[str, list[str]]:
 
 
 def test_a_run_refuses_features_rewritten_after_training(tiny_root, tmp_path):
-    run = _interrupted_run(tiny_root, tmp_path)
+    run = interrupted_run(tiny_root, tmp_path)
     feature_file = tiny_root / FEATURES_DIR / "pointnet.safetensors"
     info = json.loads((run / "run.json").read_text())["dataset"]
     assert info["feature_file"] == str(feature_file)
@@ -111,7 +85,7 @@ def test_a_run_refuses_features_rewritten_after_training(tiny_root, tmp_path):
 
 
 def test_induce_without_the_dataset_feature_file_induces_as_before(tiny_root, tmp_path):
-    run = _interrupted_run(tiny_root, tmp_path)
+    run = interrupted_run(tiny_root, tmp_path)
     (tiny_root / FEATURES_DIR / "pointnet.safetensors").unlink()
     result = runner.invoke(app, _commands(run, tmp_path)["induce"])
     assert result.exit_code == 0, result.output
@@ -119,7 +93,7 @@ def test_induce_without_the_dataset_feature_file_induces_as_before(tiny_root, tm
 
 
 def test_the_w_baseline_is_checked_against_the_features_it_was_trained_on(tiny_root, tmp_path):
-    run = _interrupted_run(tiny_root, tmp_path)
+    run = interrupted_run(tiny_root, tmp_path)
     commands = _commands(run, tmp_path)
     assert runner.invoke(app, commands["baseline"]).exit_code == 0
     # A W baseline trained on other features than its run (written by hand here: the run's
@@ -134,7 +108,7 @@ def test_the_w_baseline_is_checked_against_the_features_it_was_trained_on(tiny_r
 
 
 def test_checkpoints_without_a_feature_digest_are_accepted(tiny_root, tmp_path):
-    run = _interrupted_run(tiny_root, tmp_path)
+    run = interrupted_run(tiny_root, tmp_path)
     for name in ("best.safetensors", "last.safetensors"):
         model, meta, norm = load_checkpoint(run / name)
         older = {k: v for k, v in meta.items() if not k.startswith(("feature_", "features_"))}

@@ -207,6 +207,33 @@ class ZeroShotDataset:
             raise ValueError(f"unknown part {part!r}")
         return torch.nonzero(mask, as_tuple=False).flatten()
 
+    def scored_rows(
+        self, classes: Sequence[str], part: str, scored: str = "them"
+    ) -> list[torch.Tensor]:
+        """Each class's rows of ``part`` (as `class_rows`), which a protocol scores them on.
+
+        Args:
+            classes: class names.
+            part: 'train', 'test' or 'all'.
+            scored: what the message says the rows score (``"their pairs"``).
+
+        Returns:
+            One (n,) int64 index tensor per class, in the order of ``classes``.
+
+        Raises:
+            DataError: a class has no such rows: its score would be 0 / 0.
+        """
+        rows = [self.class_rows(c, part) for c in classes]
+        empty = [c for c, r in zip(classes, rows) if len(r) == 0]
+        if empty:
+            which = {"test": "held-out ", "train": "training "}.get(part, "")
+            raise DataError(
+                f"Classes {empty} of dataset '{self.name}' have no {which}rows to score "
+                f"{scored} on. Give each class of the split such rows (`t2m data check` lists "
+                "what a split needs), then import the data again."
+            )
+        return rows
+
     def row_counts(self) -> dict[str, tuple[int, int]]:
         """Class name -> (training rows, held-out rows)."""
         import torch

@@ -20,7 +20,7 @@ the same words.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 MIN_CLASSES = {"seen": 2, "val": 2, "unseen": 2}
 """Fewest classes each part may have (seen: more when a task has more classes)."""
@@ -33,6 +33,42 @@ def _in_part(names: Sequence[str], part: str) -> str:
     n = len(names)
     listed = ", ".join(names) if names else "none"
     return f"{n} class{'' if n == 1 else 'es'} in '{part}' ({listed})"
+
+
+# For each side a class can lack: its index in (training, held-out) counts, what the
+# message says it lacks, and the fix that keeps the class where it is.
+_SIDES = (
+    (0, "training rows (all their rows are held out)", "keep some of their rows for training"),
+    (1, "held-out rows", "hold out some of their rows (is_test)"),
+)
+
+
+def _one_sided(
+    label: str,
+    names: Sequence[str],
+    count: Callable[[str], tuple[int, int]],
+    no_train: tuple[str, str],
+    no_test: tuple[str, str],
+) -> list[str]:
+    """Problems of the classes in ``names`` that have rows on one side only.
+
+    Args:
+        label: how the message names them (``"seen classes"``).
+        names: the classes.
+        count: class -> (training rows, held-out rows).
+        no_train: (why the part needs training rows, the other way out) for the message.
+        no_test: the same for held-out rows.
+
+    Returns:
+        One sentence for the classes with no training rows, one for those with no held-out
+        rows; none for classes with no rows at all (`split_requirements` names those).
+    """
+    problems = []
+    for (side, lacks, keep), (why, fix) in zip(_SIDES, (no_train, no_test)):
+        lacking = [c for c in names if count(c)[side] == 0 < count(c)[1 - side]]
+        if lacking:
+            problems.append(f"has {label} {lacking} with no {lacks}; {why}: {keep}, or {fix}.")
+    return problems
 
 
 def split_requirements(
@@ -69,20 +105,14 @@ def split_requirements(
             f"{need_seen} distinct seen classes, so it needs at least {need_seen}: move classes "
             f"to 'seen'{lower}."
         )
-    no_train = [c for c in seen if count(c)[0] == 0 < count(c)[1]]
-    if no_train:
-        problems.append(
-            f"has seen classes {no_train} with no training rows (all their rows are held out); "
-            "training learns from a seen class's training rows: keep some of their rows for "
-            "training, or move them to 'val' or 'unseen'."
-        )
-    no_test = [c for c in seen if count(c)[1] == 0 < count(c)[0]]
-    if no_test:
-        problems.append(
-            f"has seen classes {no_test} with no held-out rows; the pair and GZSL protocols "
-            "score a seen class on its held-out rows: hold out some of their rows (is_test), or "
-            "move them to 'val' or 'unseen'."
-        )
+    move = "move them to 'val' or 'unseen'"
+    problems += _one_sided(
+        "seen classes",
+        seen,
+        count,
+        ("training learns from a seen class's training rows", move),
+        ("the pair and GZSL protocols score a seen class on its held-out rows", move),
+    )
     if val_classes == "train":
         if MIN_CLASSES["val"] <= len(val) < classes_per_task:
             problems.append(
@@ -91,22 +121,17 @@ def split_requirements(
                 f"{classes_per_task}: move classes to 'val', lower train.classes_per_task, or "
                 "set train.val_classes=holdout."
             )
-        no_train = [c for c in val if count(c)[0] == 0 < count(c)[1]]
-        if no_train:
-            problems.append(
-                f"has validation classes {no_train} with no training rows (all their rows are "
-                "held out); train.val_classes=train trains on a validation class's training "
-                "rows: keep some of their rows for training, or set train.val_classes=holdout."
-            )
-        no_test = [c for c in val if count(c)[1] == 0 < count(c)[0]]
-        if no_test:
-            problems.append(
-                f"has validation classes {no_test} with no held-out rows; "
-                "train.val_classes=train trains on a validation class's training rows and "
-                "chooses the epoch on its held-out rows alone: hold out some of their rows "
-                "(is_test), or set train.val_classes=holdout to keep validation classes out of "
-                "training."
-            )
+        trains = "train.val_classes=train trains on a validation class's training rows"
+        problems += _one_sided(
+            "validation classes",
+            val,
+            count,
+            (trains, "set train.val_classes=holdout"),
+            (
+                f"{trains} and chooses the epoch on its held-out rows alone",
+                "set train.val_classes=holdout to keep validation classes out of training",
+            ),
+        )
     for part, names, why in (
         ("val", val, "the best epoch is chosen on pairs of validation classes"),
         ("unseen", unseen, "the pair and ZSL protocols score pairs of unseen classes"),

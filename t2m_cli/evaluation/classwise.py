@@ -60,26 +60,8 @@ def class_scores(
     return inducer.target(params, x)[0].cpu()
 
 
-def _class_rows(dataset: ZeroShotDataset, classes: Sequence[str], part: str) -> list[torch.Tensor]:
-    """Each class's rows of ``part``.
-
-    Raises:
-        DataError: a class has none: its per-class accuracy would be 0 / 0.
-    """
-    rows = [dataset.class_rows(c, part) for c in classes]
-    empty = [c for c, r in zip(classes, rows) if len(r) == 0]
-    if empty:
-        which = {"test": "held-out ", "train": "training "}.get(part, "")
-        raise DataError(
-            f"Classes {empty} of dataset '{dataset.name}' have no {which}rows to score them on. "
-            "Give each class of the split such rows (`t2m data check` lists what a split "
-            "needs), then import the data again."
-        )
-    return rows
-
-
 def _rows(dataset: ZeroShotDataset, classes: Sequence[str], part: str) -> torch.Tensor:
-    return torch.cat(_class_rows(dataset, classes, part))
+    return torch.cat(dataset.scored_rows(classes, part))
 
 
 @dataclass
@@ -170,7 +152,7 @@ def calibration_rows(
     """
     generator = torch.Generator().manual_seed(seed)
     tune, report = [], []
-    for rows in _class_rows(dataset, classes, "test"):
+    for rows in dataset.scored_rows(classes, "test"):
         rows = rows[torch.randperm(len(rows), generator=generator)]
         n_tune = min(len(rows) - 1, round(share * len(rows)))
         tune.append(rows[:n_tune])

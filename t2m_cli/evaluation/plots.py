@@ -267,9 +267,7 @@ def plot_training_curves(
     Args:
         records: dicts with keys epoch, val_acc (in [0, 1]) and optionally val_sem, inner_loss,
             update_norm, is_best (as `t2m_cli.training.loggers.read_metrics` returns them).
-        path: the PNG file to write; its folder is created.
-        title: the figure's title.
-        dpi: resolution of the PNG.
+        path, title, dpi: as for `plot_pair_matrix`.
 
     Returns:
         ``path``.

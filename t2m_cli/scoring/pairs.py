@@ -230,17 +230,9 @@ def pair_accuracies(
     labels = torch.tensor([dataset.index(c) for c in classes], dtype=torch.long)
     features = dataset.features.to(device)
     linear = is_linear(hypernet)
-    rows = [dataset.class_rows(c, part) for c in classes]
-    empty = [c for c, r in zip(classes, rows) if len(r) == 0]
-    if empty:
-        # Such a pair would be scored on its other class's rows alone, which says nothing of
-        # telling the two apart.
-        which = {"test": "held-out ", "train": "training "}.get(part, "")
-        raise DataError(
-            f"Classes {empty} of dataset '{dataset.name}' have no {which}rows to score their "
-            "pairs on. Give each class of the split such rows (`t2m data check` lists what a "
-            "split needs), then import the data again."
-        )
+    # A class without rows is refused: a pair with it would be scored on its other class's
+    # rows alone, which says nothing of telling the two apart.
+    rows = dataset.scored_rows(classes, part, "their pairs")
     layout = ClassRows.build(rows, features, linear)
     local = ordered_pairs(len(classes))
     if max_pairs is not None and max_pairs < len(local):
