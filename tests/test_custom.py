@@ -128,3 +128,23 @@ def test_safetensors_features_and_pickle_refused(tmp_path: Path) -> None:
     assert torch.equal(ds.features, features)
     np.save(src / "labels.npy", np.array([object()] * 60, dtype=object), allow_pickle=True)
     assert any("without pickle" in p for p in check_custom(src))
+
+
+@pytest.mark.parametrize("name", ["mine", "007", "1e3"])
+def test_import_hint_names_the_dataset_as_train_will_read_it(tmp_path: Path, name: str) -> None:
+    # The printed `t2m train` token must give back the name exactly: 007 and 1e3 would be read
+    # as numbers unless quoted.
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from t2m_cli.cli import app
+    from t2m_cli.config import load_config
+
+    folder = make_folder(tmp_path / "src")
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    result = CliRunner().invoke(app, ["data", "import", str(folder), "--name", name, *cache])
+    assert result.exit_code == 0, result.output
+    hint = next(line for line in result.stdout.splitlines() if line.startswith("train with:"))
+    tokens = shlex.split(hint.removeprefix("train with: t2m train "))
+    assert load_config(None, tokens).dataset.name == name

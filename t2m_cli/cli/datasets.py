@@ -189,10 +189,10 @@ def data_import(
         else:
             raise UserInputError(f"--format must be 'custom' or 'xlsa17', not '{format_}'.")
         console.out.print(f"{name}: {dst}")
-        import yaml
+        from t2m_cli.config_text import apply_overrides
 
-        # An override token is read as YAML: a name such as 007 or 2024 must be quoted there.
+        # Read the token as `t2m train` will: a name such as 007 or 1e3 must be quoted there.
         token = f"dataset.name={name}"
-        if not isinstance(yaml.safe_load(name), str):
+        if apply_overrides({}, [token])["dataset"]["name"] != name:
             token = f"'dataset.name=\"{name}\"'"
         console.out.print(f"train with: t2m train {token} dataset.features={features}")
