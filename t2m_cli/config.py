@@ -179,15 +179,43 @@ class ModelConfig(_Section):
     """The hypernetwork."""
 
     hn_type: Literal["EV", "IVEV", "W", "WW"] = "EV"
-    hidden: int = Field(default=120, gt=0)
+    hidden: int = Field(default=60, gt=0, description="Hypernetwork width H (the paper's is 120).")
+    linear_skip: bool = Field(
+        default=True,
+        description="EV only: add a linear map from each description embedding to its "
+        "class's weights and bias (t2m's addition; the paper has none). Left unset, it is "
+        "off for the other types.",
+    )
 
 
 class TrainConfig(_Section):
-    """The training rule (paper defaults)."""
+    """The training rule: t2m's recommended mode by default; examples/paper.yaml sets the
+    paper's (README: "t2m and the original code")."""
 
-    epochs: int = Field(default=100, gt=0, description="Outer epochs.")
+    epochs: int = Field(default=30, gt=0, description="Outer epochs (the paper's: 100).")
     tasks_per_epoch: int = Field(default=100, gt=0)
     classes_per_task: int = Field(default=2, ge=2)
+    classes_per_task_max: int | None = Field(
+        default=8,
+        ge=2,
+        description="Each hypernetwork step draws its number of classes k uniformly from "
+        "classes_per_task to this (capped by the classes available); null: always "
+        "classes_per_task (the paper's pairs). EV and IVEV class tasks only: left unset, it "
+        "is null for W, WW, super-set tasks and task_sampling once.",
+    )
+    objective: Literal["update", "induced", "both"] = Field(
+        default="induced",
+        description="What moves the hypernetwork. 'update' (the paper): towards the weights "
+        "an inner loop of SGD reaches from the emitted ones. 'induced': the cross-entropy of "
+        "the emitted classifier itself on the task's training rows (no inner loop). 'both': "
+        "the sum of the two.",
+    )
+    patience: int | None = Field(
+        default=10,
+        gt=0,
+        description="Stop after this many epochs without a better validation score; null: "
+        "run every epoch (the paper).",
+    )
     tasks_per_step: int = Field(
         default=1,
         gt=0,
@@ -225,7 +253,9 @@ class TrainConfig(_Section):
     )
     lr: float = Field(default=0.005, gt=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
-    weight_decay: float = Field(default=1e-4, ge=0)
+    weight_decay: float = Field(
+        default=0.05, ge=0, description="Of the hypernetwork's optimiser (the paper's: 1e-4)."
+    )
     seed: Seed = 0
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     amp: bool = Field(default=False, description="Mixed precision (bfloat16), meant for CUDA.")
@@ -262,7 +292,14 @@ class EvalConfig(_Section):
         default=1,
         ge=1,
         le=1000,
-        description="Description draws averaged: each pair or class is scored this many times.",
+        description="Description draws averaged: each pair or class is scored this many times "
+        "(once with descriptions mean and no negative descriptions: there is nothing to draw).",
+    )
+    descriptions: Literal["draw", "mean"] = Field(
+        default="mean",
+        description="The text a classifier is induced from, for every method alike (T2M-HN "
+        "and each baseline), at evaluation and for choosing the epoch. 'draw' (the paper): "
+        "one of the class's descriptions at random. 'mean': the mean embedding of all of them.",
     )
     source: Literal["names", "descriptions"] | None = Field(
         default=None, description="Descriptions at evaluation; default the training source."
@@ -342,6 +379,22 @@ class Config(_Section):
     wandb: WandbConfig = WandbConfig()
 
     @model_validator(mode="after")
+    def _recommended_defaults_fit_the_model(self) -> Config:
+        # The recommended defaults of model.linear_skip and train.classes_per_task_max are for
+        # EV (and IVEV) class tasks; left unset, they fall back to the paper's for a model, a
+        # task or a task sampling that cannot take them. Set explicitly, they are checked below.
+        if "linear_skip" not in self.model.model_fields_set and self.model.hn_type != "EV":
+            self.model.linear_skip = False
+        fixed_k = self.model.hn_type in ("W", "WW") or self.train.task == "supersets"
+        train = self.train
+        if "classes_per_task_max" not in train.model_fields_set:
+            if fixed_k or train.task_sampling == "once":
+                train.classes_per_task_max = None
+            elif (train.classes_per_task_max or 0) < train.classes_per_task:
+                train.classes_per_task_max = train.classes_per_task
+        return self
+
+    @model_validator(mode="after")
     def _fixed_k_types_train_on_pairs(self) -> Config:
         # Super-set tasks are one description each, whatever train.classes_per_task says.
         if (
@@ -353,6 +406,39 @@ class Config(_Section):
                 f"model.hn_type {self.model.hn_type} fixes the number of classes when it is "
                 "built, and validation and evaluation use pairs: set train.classes_per_task=2, "
                 "or use EV or IVEV for tasks of more classes"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _skip_needs_ev(self) -> Config:
+        if self.model.linear_skip and self.model.hn_type != "EV":
+            raise ValueError(
+                f"model.linear_skip adds a path to the EV hypernetwork's weights; "
+                f"model.hn_type {self.model.hn_type} has none: set model.linear_skip=false, "
+                "or model.hn_type EV"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _task_size_range(self) -> Config:
+        top, low = self.train.classes_per_task_max, self.train.classes_per_task
+        if top is None:
+            return self
+        if top < low:
+            raise ValueError(
+                f"train.classes_per_task_max {top} is below train.classes_per_task {low}: "
+                "raise it, or leave it empty for tasks of exactly classes_per_task classes"
+            )
+        if self.train.task == "supersets" or self.model.hn_type in ("W", "WW"):
+            raise ValueError(
+                "train.classes_per_task_max draws tasks of several sizes, which only class "
+                "tasks (train.task classes) of an EV or IVEV hypernetwork take: leave it empty"
+            )
+        if self.train.task_sampling == "once":
+            raise ValueError(
+                "train.classes_per_task_max draws each step's tasks apart, but "
+                "train.task_sampling once needs an epoch's pairs drawn together: leave "
+                "train.classes_per_task_max empty, or set train.task_sampling fill"
             )
         return self
 

@@ -49,7 +49,7 @@ from t2m_cli.paths import (
     TRAIN_STATE,
 )
 from t2m_cli.textio import read_text, split_lines
-from t2m_cli.yamlio import write_yaml
+from t2m_cli.yamlio import load_yaml, write_yaml
 
 if TYPE_CHECKING:
     import torch
@@ -146,6 +146,33 @@ def is_run(folder: Path) -> bool:
     return (folder / RUN_CONFIG).is_file() and (folder / RUN_INFO).is_file()
 
 
+RECORDED_BEFORE_RECOMMENDED: dict[str, Any] = {
+    "model.linear_skip": False,
+    "train.classes_per_task_max": None,
+    "train.objective": "update",
+    "train.patience": None,
+    "eval.descriptions": "draw",
+}
+"""Keys that came with the recommended mode, and what a run whose config.yaml predates them
+trained and was evaluated with: the paper's rule."""
+
+
+def predating_keys(folder: Path) -> dict[str, Any]:
+    """The `RECORDED_BEFORE_RECOMMENDED` keys a run's ``config.yaml`` lacks, with their values,
+    so that an older run reloads to what it trained with, not to today's defaults.
+
+    Raises:
+        ConfigError: the file cannot be read as YAML.
+    """
+    recorded = load_yaml(folder / RUN_CONFIG).data
+    missing = {}
+    for key, value in RECORDED_BEFORE_RECOMMENDED.items():
+        section, name = key.split(".")
+        if name not in (recorded.get(section) or {}):
+            missing[key] = value
+    return missing
+
+
 def load_run(folder: Path) -> tuple[Config, dict[str, Any]]:
     """Read a run folder's resolved config and ``run.json``.
 
@@ -160,7 +187,7 @@ def load_run(folder: Path) -> tuple[Config, dict[str, Any]]:
         )
     # A run keeps the config it was trained with: no command overrides it, so the message
     # offers none.
-    config = load_config(folder / RUN_CONFIG, override_form=None)
+    config = load_config(folder / RUN_CONFIG, values=predating_keys(folder), override_form=None)
     return config, read_json(folder / RUN_INFO, "run info")
 
 
@@ -250,6 +277,21 @@ def finished_epochs(folder: Path) -> int:
     """How many epochs a run has logged (0 when it has no metrics yet)."""
     path = metrics_path(folder)
     return int(read_metrics(path)[-1]["epoch"]) if path.is_file() else 0
+
+
+def training_done(folder: Path, config: Config) -> bool:
+    """Whether a run has trained all it will: every epoch of ``config.train.epochs``, or up to
+    the epoch where ``train.patience`` stopped it.
+
+    Raises:
+        DataError: its metrics or state file is damaged.
+    """
+    if finished_epochs(folder) >= config.train.epochs:
+        return True
+    patience = config.train.patience
+    if patience is None or not has_state(folder):
+        return False
+    return int(load_state(folder)[1].get("since_best", 0)) >= patience
 
 
 def truncate_metrics(folder: Path, epoch: int) -> None:

@@ -4,6 +4,7 @@ several runs aggregated, and --output with eval.json and PNG figures."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import statistics
 from pathlib import Path
@@ -68,11 +69,14 @@ def test_draws_average_per_pair_accuracies_over_successive_draws(tiny_root):
 
 def test_description_source_and_draws_come_from_eval_settings(tiny_root, tmp_path):
     run = _train(tiny_root, tmp_path, "ev")
-    doc = _evaluate_json(tmp_path, str(run), "--set", "eval.source=names", "--draws", "2")
+    # Draws are the 'draw' policy's: with class means there is one text per class to score.
+    names = ["--set", "eval.source=names", "--set", "eval.descriptions=draw"]
+    doc = _evaluate_json(tmp_path, str(run), *names, "--draws", "2")
     info = doc["runs"][0]
     assert info["text_source"] == "names" and info["draws"] == 2
+    assert info["descriptions"] == "draw"
     # With one text per class every draw is the same, so two draws equal one.
-    one = _evaluate_json(tmp_path, str(run), "--set", "eval.source=names")
+    one = _evaluate_json(tmp_path, str(run), *names)
     assert fig(doc, "pairs", "unseen")["mean"] == pytest.approx(fig(one, "pairs", "unseen")["mean"])
 
     neg = _evaluate_json(tmp_path, str(run), "--set", "eval.p_negative=1")
@@ -175,26 +179,113 @@ def test_train_baseline_refuses_what_it_cannot_do(tiny_root, tmp_path, args, mes
 
 def test_several_runs_are_averaged_across_seeds(tiny_root, tmp_path):
     runs = [_train(tiny_root, tmp_path, f"s{seed}", "--seed", str(seed)) for seed in (0, 1, 2)]
-    singles = []
-    for run in runs:
-        singles.append(_evaluate_json(tmp_path, str(run), "--protocol", "pairs,zsl"))
-    doc = _evaluate_json(tmp_path, *map(str, runs), "--protocol", "pairs,zsl")
+    # Drawn descriptions (the paper's policy): on this easy data class means score every
+    # seed's validation pairs 100%, a figure the same in every run, which the hypernetwork's
+    # cells below must not be.
+    args = ["--protocol", "pairs,zsl", "--baseline", "ridge", "--set", "eval.descriptions=draw"]
+    singles = [_evaluate_json(tmp_path, str(run), *args) for run in runs]
+    doc = _evaluate_json(tmp_path, *map(str, runs), *args)
     assert doc["over"] == "runs" and [r["seed"] for r in doc["runs"]] == [0, 1, 2]
     for protocol, metric in (("pairs", "unseen"), ("pairs", "H"), ("zsl", "top1")):
         values = [fig(s, protocol, metric)["mean"] for s in singles]
         agg = fig(doc, protocol, metric)
-        assert agg["n"] == 3 and agg["over"] == "runs"
+        assert len(set(values)) > 1  # the hypernetwork depends on the training seed
+        assert agg["n"] == 3 and agg["over"] == "runs" and agg["sem_over"] == "runs"
         assert agg["mean"] == pytest.approx(statistics.fmean(values))
         assert agg["sem"] == pytest.approx(statistics.stdev(values) / 3**0.5)
+    # Ridge is fitted in closed form on the same data: the same figures whatever the seed, so
+    # their SEM is the one within a run (over pairs, classes), never a 0.0 over runs.
+    for protocol, metric, within in (
+        ("pairs", "unseen", "pairs"),
+        ("pairs", "seen", "pairs"),
+        ("zsl", "top1", "classes"),
+        ("pairs", "H", None),
+    ):
+        one = [fig(s, protocol, metric, "ridge") for s in singles]
+        agg = fig(doc, protocol, metric, "ridge")
+        assert len({f["mean"] for f in one}) == 1
+        assert agg["n"] == 3 and agg["over"] == "runs" and agg["std"] == 0.0
+        assert agg["mean"] == pytest.approx(one[0]["mean"]) and agg["sem"] == one[0]["sem"]
+        assert agg["sem_over"] == within
+    assert fig(doc, "pairs", "unseen", "ridge")["sem"] > 0
     assert set(doc["per_run"]) == {"s0", "s1", "s2"}
-    table = _evaluate(tmp_path, *map(str, runs))
+    table = _evaluate(tmp_path, *map(str, runs), *args)
     assert table.exit_code == 0 and "over 3 runs" in table.stdout
+    ridge = fig(doc, "pairs", "unseen", "ridge")
+    assert f"{100 * ridge['mean']:.1f} +- {100 * ridge['sem']:.1f}*" in table.stdout
+    hypernet = [line for line in table.stdout.splitlines() if "T2M-HN" in line]
+    assert len(hypernet) == 2 and not any("*" in line for line in hypernet)
+    lines = " ".join(table.stdout.split())
+    assert (
+        "* the same in all 3 runs: +- is the SEM over ordered pairs within a run; "
+        "no SEM available for H" in lines
+    )
+    assert "* the same in all 3 runs: +- is the SEM over classes within a run" in lines
 
     other = _train(tiny_root, tmp_path, "iv", "--hn-type", "IVEV")
     result = _evaluate(tmp_path, str(runs[0]), str(other))
     assert result.exit_code == 2 and "hn_type" in result.stderr
     result = _evaluate(tmp_path, str(runs[0]), str(runs[0]))
     assert result.exit_code == 2 and "twice" in result.stderr
+
+
+def test_an_aggregate_says_what_its_sem_is_over(tmp_path):
+    """Over runs where the figure varied; within a run where every run gave the same value."""
+    from t2m_cli.evaluation.report import Figure, RunEvaluation, aggregate, report_json
+
+    def run(seed: int, hypernet: float) -> RunEvaluation:
+        return RunEvaluation(
+            tmp_path / f"s{seed}",
+            {"seed": seed},
+            [
+                Figure("T2M-HN", "pairs", "unseen", hypernet, 0.05, 42, "pairs"),
+                Figure("ridge", "pairs", "unseen", 0.8, 0.03, 42, "pairs"),
+                Figure("ridge", "pairs", "H", 0.85, None, 2, "means"),
+                Figure("ridge", "zsl", "top1", 0.5, 0.1, 7, "classes"),
+                Figure("ridge", "supersets", "unseen", 0.7, 0.02, 16, "attributes"),
+                Figure("ridge", "gzsl", "AUSUC", 0.3, 0.01, 5, "draws"),
+                Figure("ridge", "gzsl", "calibration", 0.2, None, 1, "draws"),
+                Figure("eszsl", "zsl", "top1", math.nan, None, 7, "classes"),
+            ],
+        )
+
+    evaluations = [run(0, 0.6), run(1, 0.7), run(2, 0.65)]
+    got = {f.key: f for f in aggregate(evaluations)}
+    varied = got[("T2M-HN", "pairs", "unseen")]
+    assert (varied.over, varied.sem_over, varied.n) == ("runs", "runs", 3)
+    assert varied.sem == pytest.approx(statistics.stdev([0.6, 0.7, 0.65]) / 3**0.5)
+    assert not varied.same_in_every_run
+    expected = {
+        ("ridge", "pairs", "unseen"): (0.03, "pairs"),
+        ("ridge", "pairs", "H"): (None, None),
+        ("ridge", "zsl", "top1"): (0.1, "classes"),
+        ("ridge", "supersets", "unseen"): (0.02, "attributes"),
+        ("ridge", "gzsl", "AUSUC"): (0.01, "draws"),
+        ("ridge", "gzsl", "calibration"): (None, None),
+    }
+    for key, (sem, sem_over) in expected.items():
+        same = got[key]
+        assert (same.sem, same.sem_over, same.over, same.n, same.std) == (
+            sem,
+            sem_over,
+            "runs",
+            3,
+            0.0,
+        ), key
+        assert same.same_in_every_run
+    undefined = got[("eszsl", "zsl", "top1")]
+    assert undefined.sem_over is None and not undefined.same_in_every_run
+    results = {
+        (f["method"], f["protocol"], f["metric"]): f for f in report_json(evaluations)["results"]
+    }
+    assert results[("ridge", "pairs", "unseen")]["sem_over"] == "pairs"
+    assert results[("T2M-HN", "pairs", "unseen")]["sem_over"] == "runs"
+    assert results[("ridge", "pairs", "H")]["sem_over"] is None
+    # One run: its own figures, SEM over its items as before.
+    single = aggregate(evaluations[:1])
+    assert single == evaluations[0].figures
+    assert [f.sem_over for f in single[:4]] == ["pairs", "pairs", None, "classes"]
+    assert not any(f.same_in_every_run for f in single)
 
 
 def test_output_writes_eval_json_and_readable_pngs(tiny_root, tmp_path):
@@ -250,6 +341,7 @@ def test_json_follows_the_documented_schema(tiny_root, tmp_path):
         "seed",
         "eval_seed",
         "draws",
+        "descriptions",
         "text_source",
         "p_negative",
         "checkpoint",
@@ -279,12 +371,14 @@ def test_json_follows_the_documented_schema(tiny_root, tmp_path):
                 if f["method"] == method and f["protocol"] == protocol
             }
             assert got == metrics, (method, protocol)
-    required = {"method", "protocol", "metric", "mean", "sem", "n", "over"}
+    required = {"method", "protocol", "metric", "mean", "sem", "n", "over", "sem_over"}
     for f in doc["results"]:
         assert required <= set(f) <= required | {"median", "std"}
         assert isinstance(f["n"], int) and f["n"] >= 1
         assert f["over"] in {"pairs", "classes", "attributes", "draws", "means"}
         assert f["sem"] is None or f["sem"] >= 0
+        # One run: the SEM is over what the mean is over.
+        assert f["sem_over"] == (None if f["sem"] is None else f["over"])
 
 
 # One trained run shared by the tests below, which only read it (or copy it).
@@ -359,6 +453,7 @@ def test_a_mean_of_one_pair_has_no_sem(base_run):
     for part in ("seen", "val", "unseen"):
         figure = fig(doc, "pairs", part)
         assert figure["n"] == 1 and figure["sem"] is None and "std" not in figure
+        assert figure["sem_over"] is None
     result = _evaluate_base(base_run, str(base_run), "--set", "eval.max_pairs=1")
     assert result.exit_code == 0, result.output
     row = next(line for line in result.stdout.splitlines() if "T2M-HN" in line)
@@ -422,6 +517,10 @@ def test_runs_of_the_same_folder_name_get_their_own_figures(base_run, tmp_path):
     doc = json.loads(result.stdout)
     assert [(r["run"], r["label"]) for r in doc["runs"]] == [("base", "base"), ("base", "base-2")]
     assert list(doc["per_run"]) == ["base", "base-2"]
+    # One checkpoint scored twice: the same figures, so the SEM shown is the one over pairs.
+    unseen = fig(doc, "pairs", "unseen")
+    assert unseen["over"] == "runs" and unseen["sem_over"] == "pairs"
+    assert unseen["sem"] == fig({"results": doc["per_run"]["base"]}, "pairs", "unseen")["sem"]
     saved = json.loads((two / "eval.json").read_text())
     assert [r["label"] for r in saved["runs"]] == ["base", "base-2"]
     assert list(saved["details"]) == ["base", "base-2"]

@@ -68,7 +68,9 @@ def _trainer(tiny_root, rank=0, world_size=1, tasks_per_step=6):
     torch.manual_seed(0)
     hn = build_hypernet("IVEV", text_dim=32, feature_dim=ds.feature_dim, hidden=8).double()
     ds.features = ds.features.double()
-    inner, outer = _settings(tasks_per_step=tasks_per_step, seed=3)
+    # The paper's rule: the inner loop's share of the work (the induced objectives' share is
+    # test_training_options').
+    inner, outer = _settings(tasks_per_step=tasks_per_step, seed=3, objective="update")
     return Trainer(hn, bank, ds, inner, outer, torch.device("cpu"), rank, world_size)
 
 
@@ -97,7 +99,8 @@ def test_split_across_processes_sums_to_the_single_process_gradient(tiny_root, n
     )
 
 
-def test_mixed_precision_trains_close_to_float32(tiny_root):
+@pytest.mark.parametrize("objective", ["update", "induced"])
+def test_mixed_precision_trains_close_to_float32(tiny_root, objective):
     from t2m_cli.data.dataset import load_dataset
     from t2m_cli.data.texts import TextBank
     from t2m_cli.encoders.text import HashingEncoder
@@ -110,7 +113,9 @@ def test_mixed_precision_trains_close_to_float32(tiny_root):
     for amp in (False, True):
         torch.manual_seed(0)
         hn = build_hypernet("EV", text_dim=32, feature_dim=ds.feature_dim, hidden=8)
-        inner, outer = _settings(epochs=3, tasks_per_epoch=20, tasks_per_step=5, amp=amp, lr=0.025)
+        inner, outer = _settings(
+            epochs=3, tasks_per_epoch=20, tasks_per_step=5, amp=amp, lr=0.025, objective=objective
+        )
         trainer = Trainer(hn, bank, ds, inner, outer, torch.device("cpu"))
         results[amp] = [r.inner_loss for r in trainer.epochs()]
         assert all(p.dtype == torch.float32 for p in hn.parameters())
@@ -134,7 +139,7 @@ def _superset_trainer(tiny_root, rank=0, world_size=1):
     torch.manual_seed(0)
     hn = build_hypernet("IVEV", text_dim=32, feature_dim=ds.feature_dim, hidden=8).double()
     ds.features = ds.features.double()
-    inner, outer = _settings(tasks_per_step=4, seed=3, inner_epochs=1)
+    inner, outer = _settings(tasks_per_step=4, seed=3, inner_epochs=1, objective="update")
     return SupersetTrainer(
         hn,
         bank,
@@ -273,7 +278,13 @@ def test_validation_classes_in_train_mode_are_scored_on_held_out_rows_only(tiny_
 
 
 def test_once_ends_an_epoch_when_the_pairs_run_out(tiny_root):
-    settings = {"epochs": 1, "tasks_per_epoch": 100, "tasks_per_step": 50}
+    # The paper's stream of pairs, drawn an epoch at a time.
+    settings = {
+        "epochs": 1,
+        "tasks_per_epoch": 100,
+        "tasks_per_step": 50,
+        "classes_per_task_max": None,
+    }
     trainer = _mode_trainer(tiny_root, "holdout", task_sampling="once", **settings)
     assert [r.tasks for r in trainer.epochs()] == [7 * 6]
     trainer = _mode_trainer(tiny_root, "holdout", **settings)
@@ -292,7 +303,9 @@ def test_fixed_inner_order_reaches_the_inner_loop(tiny_root, monkeypatch):
 
     monkeypatch.setattr(loop, "inner_train", spy)
     for order in ("fixed", "reshuffle"):
-        trainer = _mode_trainer(tiny_root, "holdout", inner_order=order, tasks_per_step=4)
+        trainer = _mode_trainer(
+            tiny_root, "holdout", inner_order=order, tasks_per_step=4, objective="update"
+        )
         trainer.step(trainer.sample_epoch()[:4])
         epochs = seen_orders.pop()
         assert len(epochs) == trainer.inner.epochs == 3

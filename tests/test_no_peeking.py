@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import pytest
 import torch
 from conftest import WORDS
 from test_pairs import _Oracle
@@ -27,12 +28,19 @@ def _scramble_unseen(ds):
     return features
 
 
-def _scrambled_copy(tiny_root, dest, scramble_attributes=False):
-    """A copy of the tiny dataset whose unseen classes' features (and attributes) are noise."""
+def _scrambled_copy(tiny_root, dest, scramble_attributes=False, scramble_descriptions=False):
+    """A copy of the tiny dataset whose unseen classes' features (and attributes, and
+    descriptions) are noise."""
     ds = load_dataset(tiny_root, "tiny", "pointnet")
     for name in ("split.json", "descriptions.json", "attributes.json"):
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         (dest / name).write_bytes((tiny_root / name).read_bytes())
+    if scramble_descriptions:
+        # Words no other class uses, and as many descriptions as the others have, or more.
+        descriptions = dict(ds.descriptions)
+        for i, c in enumerate(ds.split.unseen):
+            descriptions[c] = [f"unseen thing number {i} {'very ' * j}odd" for j in range(i + 2)]
+        write_json(dest / "descriptions.json", descriptions)
     if scramble_attributes:
         # Each unseen class takes the words it lacked, plus one that no other class has.
         attributes = dict(ds.attributes)
@@ -91,6 +99,62 @@ def test_model_selection_and_tuning_ignore_unseen_classes(tiny_root, tmp_path):
     assert torch.equal(a.seen, b.seen) and torch.equal(a.seen_calibrated, b.seen_calibrated)
     # The scrambled classes were scored, only never used to choose.
     assert not torch.equal(a.unseen, b.unseen)
+
+
+# The paper's training rule, which each option below changes in one place (the defaults are
+# t2m's recommended mode, which sets most of them at once).
+PAPER = (
+    "model.linear_skip=false",
+    "train.objective=update",
+    "train.classes_per_task_max=null",
+    "train.patience=null",
+    "train.weight_decay=0.0001",
+    "eval.descriptions=draw",
+)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("train.objective=induced",),
+        ("train.objective=both",),
+        ("train.classes_per_task_max=5",),
+        ("train.classes_per_task_max=4", "train.val_classes=train"),
+        ("train.patience=1", "train.epochs=10"),  # stops after epoch 5 of 10
+        ("eval.descriptions=mean",),
+        ("eval.descriptions=mean", "text.p_negative=0.5"),
+    ],
+)
+def test_training_options_ignore_unseen_classes(tiny_root, tmp_path, options):
+    """Unseen features and descriptions turned to noise leave every epoch's metrics and the
+    chosen epoch as they were, whatever the objective, task sizes, patience or description
+    policy."""
+    scrambled_root = _scrambled_copy(tiny_root, tmp_path / "scrambled", scramble_descriptions=True)
+    metrics, best = _train(tiny_root, tmp_path, "a", *PAPER, *options)
+    assert len({m["val_acc"] for m in metrics}) > 1, "validation must move to be a test"
+    assert (metrics, best) == _train(scrambled_root, tmp_path, "b", *PAPER, *options)
+
+
+def test_the_recommended_mode_ignores_unseen_classes(tiny_root, tmp_path):
+    """The defaults together (induced objective, tasks of 2 to 8 classes, class means, the
+    linear skip, patience)."""
+    scrambled_root = _scrambled_copy(tiny_root, tmp_path / "scrambled", scramble_descriptions=True)
+    # So few tasks an epoch that validation is still rising on this easy data (with 20 it is
+    # 100% from the first epoch on).
+    few = "train.tasks_per_epoch=3"
+    metrics, best = _train(tiny_root, tmp_path, "a", few)
+    assert len({m["val_acc"] for m in metrics}) > 1, "validation must move to be a test"
+    assert (metrics, best) == _train(scrambled_root, tmp_path, "b", few)
+
+
+def test_ridge_fitted_on_class_means_ignores_unseen_classes(tiny_root, tmp_path):
+    scrambled_root = _scrambled_copy(tiny_root, tmp_path / "scrambled", scramble_descriptions=True)
+    fits = []
+    for root in (tiny_root, scrambled_root):
+        ds = load_dataset(root, "tiny", "pointnet")
+        bank = TextBank.build(ds.classes, ds.descriptions, "descriptions", HashingEncoder(64))
+        fits.append(fit_ridge_baseline(ds, bank.averaged())[1])
+    assert fits[0] == fits[1]
 
 
 def test_superset_model_selection_ignores_unseen_classes(tiny_root, tmp_path):

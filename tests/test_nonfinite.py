@@ -83,7 +83,9 @@ def test_a_diverging_run_stops_saves_nothing_and_frees_its_name(tiny_root, tmp_p
     assert result.exit_code == 2, result.output
     message = result.stderr
     assert "Training diverged" in message and "epoch 1, task" in message
-    assert "lower train.lr (now 1e+06) or train.inner_lr" in message
+    # The default objective runs no inner loop, so only train.lr is offered.
+    assert "lower train.lr (now 1e+06; the default is 0.005)" in message
+    assert "inner_lr" not in message
     assert "Traceback" not in result.output
     # It failed in its first epoch: nothing of it is left, certainly no NaN checkpoint.
     assert not (tmp_path / "runs" / "x").exists()
@@ -111,15 +113,19 @@ def _trainer(tiny_root: Path, **train: object):
     return Trainer(hn, bank, ds, inner, outer, torch.device("cpu"))
 
 
-def test_a_nan_loss_stops_the_step_before_the_weights_move(tiny_root):
-    trainer = _trainer(tiny_root)
+@pytest.mark.parametrize("objective", ["update", "induced"])
+def test_a_nan_loss_stops_the_step_before_the_weights_move(tiny_root, objective):
+    trainer = _trainer(tiny_root, objective=objective)
     epochs = trainer.epochs()
     assert math.isfinite(next(epochs).inner_loss)
     before = {k: v.clone() for k, v in trainer.hypernet.state_dict().items()}
     # One NaN feature reaches every task's inner loss in epoch 2.
     trainer.features[:] = math.nan
-    with pytest.raises(TrainingDiverged, match=r"inner loss .* at epoch 2, task 1 of 6"):
+    loss = "inner loss" if objective == "update" else "induced classifier's loss"
+    with pytest.raises(TrainingDiverged, match=rf"{loss} .* at epoch 2, task 1 of 6") as error:
         next(epochs)
+    # Only the paper's rule has an inner loop whose learning rate could be lowered.
+    assert ("train.inner_lr" in str(error.value)) == (objective == "update")
     after = trainer.hypernet.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 

@@ -21,6 +21,12 @@ from t2m_cli.training.run import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 ORIGINAL = [
+    "train.objective=update",
+    "train.classes_per_task_max=null",
+    "train.patience=null",
+    "train.weight_decay=0.0001",
+    "model.linear_skip=false",
+    "eval.descriptions=draw",
     "train.val_classes=train",
     "train.task_sampling=once",
     "train.inner_order=fixed",
@@ -138,12 +144,29 @@ def test_paper_yaml_selects_every_choice_of_the_original():
     assert config.text.negative_style == "original"
     assert config.text.model == "paraphrase-MiniLM-L6-v2"
     assert config.dataset.standardize is False
+    assert (config.train.objective, config.train.classes_per_task_max) == ("update", None)
+    assert (config.model.hidden, config.model.linear_skip) == (120, False)
+    assert (config.train.epochs, config.train.patience) == (100, None)
+    assert config.train.weight_decay == 1e-4
+    assert config.eval.descriptions == "draw"
+    # Every key ORIGINAL sets, paper.yaml sets alike; but text.p_negative, which ORIGINAL
+    # turns on so that the original's negative descriptions are written.
+    rule = [o for o in ORIGINAL if not o.startswith("text.p_negative=")]
+    assert load_config(ROOT / "examples" / "paper.yaml", rule) == config
 
 
 def _yaml_value(value: object) -> str:
     if value is None:
         return "null"
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _reads_as(cell: str, value: object) -> bool:
+    """``cell`` is how the README writes ``value``: a float in any notation a config takes
+    (``1e-4`` for 0.0001), anything else as YAML writes it."""
+    if isinstance(value, float):
+        return float(cell) == value
+    return cell == _yaml_value(value)
 
 
 def test_the_readme_table_names_each_setting_its_default_and_the_original_value():
@@ -164,15 +187,21 @@ def test_the_readme_table_names_each_setting_its_default_and_the_original_value(
         section_name, name = key.groups()
         first = re.match(r"`([^`]+)`", default.strip())
         assert first is not None, difference
-        assert first.group(1) == _yaml_value(getattr(getattr(Config(), section_name), name))
+        assert _reads_as(first.group(1), getattr(getattr(Config(), section_name), name))
         if difference.startswith("Super-set"):
             continue
         example = examples["modelnet40" if section_name == "pointnet" else "paper"]
         first = re.match(r"`([^`]+)`", original.strip())
         assert first is not None, difference
-        assert first.group(1) == _yaml_value(getattr(getattr(example, section_name), name))
+        assert _reads_as(first.group(1), getattr(getattr(example, section_name), name))
         checked.add(f"{section_name}.{name}")
     assert {
+        "train.objective",
+        "train.classes_per_task_max",
+        "eval.descriptions",
+        "model.linear_skip",
+        "model.hidden",
+        "train.weight_decay",
         "train.val_classes",
         "train.task_sampling",
         "train.inner_order",

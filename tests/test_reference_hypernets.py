@@ -75,10 +75,16 @@ def equivariant_trunk(weights: Weights, text: Array) -> Array:
 def reference_ev(weights: Weights, text: Array, feature_dim: int, hidden: int) -> Params:
     """(k, d_text) -> {"weight": (k, D), "bias": (k,)}: row i and bias i belong to class i."""
     h = equivariant_trunk(weights, text)
-    return {
+    out = {
         "weight": equivariant(weights, "weight_head", h),
         "bias": equivariant(weights, "bias_head", h)[:, 0],
     }
+    if "skip.weight.weight" in weights.arrays:
+        # model.linear_skip: weight_i += L_w z_i, bias_i += L_b z_i, one map for every class.
+        lw, lb = weights.affine("skip.weight"), weights.affine("skip.bias")
+        out["weight"] = out["weight"] + np.stack([lw(z) for z in text])
+        out["bias"] = out["bias"] + np.array([lb(z)[0] for z in text])
+    return out
 
 
 def reference_ivev(weights: Weights, text: Array, feature_dim: int, hidden: int) -> Params:
@@ -155,10 +161,19 @@ REFERENCES = {
 N_TASKS, N_ROWS = 3, 9
 
 
-def _build(hn_type: str, k: int, seed: int, text_dim: int, feature_dim: int, hidden: int):
+def _build(
+    hn_type: str,
+    k: int,
+    seed: int,
+    text_dim: int,
+    feature_dim: int,
+    hidden: int,
+    linear_skip: bool = False,
+):
     torch.manual_seed(seed)
+    extra = {"linear_skip": True} if linear_skip else {}
     model = build_hypernet(
-        hn_type, text_dim=text_dim, feature_dim=feature_dim, hidden=hidden, k=k
+        hn_type, text_dim=text_dim, feature_dim=feature_dim, hidden=hidden, k=k, **extra
     ).double()
     g = torch.Generator().manual_seed(seed + 1)
     text = torch.randn(N_TASKS, k, text_dim, generator=g, dtype=torch.float64)
@@ -201,6 +216,41 @@ def test_hypernetwork_matches_its_reference(hn_type, k, seed, text_dim, feature_
     model, text, x = _build(hn_type, k, seed, text_dim, feature_dim, hidden)
     differences = _differences(model, text, x)
     assert max(differences.values()) <= 1e-10, differences
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    k=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+    text_dim=st.integers(1, 6),
+    feature_dim=st.integers(1, 6),
+    hidden=st.integers(1, 7),
+)
+def test_ev_with_a_linear_skip_matches_its_reference(k, seed, text_dim, feature_dim, hidden):
+    model, text, x = _build("EV", k, seed, text_dim, feature_dim, hidden, linear_skip=True)
+    assert model.skip is not None
+    differences = _differences(model, text, x)
+    assert max(differences.values()) <= 1e-10, differences
+
+
+def test_a_linear_skip_is_equivariant_and_rebuilt_from_its_checkpoint_arguments():
+    model, text, _ = _build("EV", 4, 0, 5, 3, 6, linear_skip=True)
+    perm = torch.tensor([2, 0, 3, 1])
+    with torch.no_grad():
+        out, permuted = model(text), model(text[:, perm])
+    for name in out:
+        assert torch.allclose(out[name][:, perm], permuted[name]), name
+    rebuilt = build_hypernet("EV", **model.build_args())
+    assert rebuilt.skip is not None and model.build_args()["linear_skip"] is True
+    assert build_hypernet("EV", text_dim=5, feature_dim=3, hidden=6).skip is None
+
+
+@pytest.mark.parametrize("hn_type", ["IVEV", "W", "WW"])
+def test_only_ev_takes_a_linear_skip(hn_type):
+    from t2m_cli.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="linear_skip"):
+        build_hypernet(hn_type, text_dim=5, feature_dim=3, hidden=6, k=2, linear_skip=True)
 
 
 @pytest.mark.parametrize("hn_type", ["EV", "IVEV"])

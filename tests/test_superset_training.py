@@ -57,8 +57,18 @@ def test_superset_run_trains_selects_on_val_auc_and_evaluates(tiny_root, tmp_pat
     ("hn_type", "balance", "epochs"),
     [("EV", "none", 15), ("IVEV", "none", 15), ("W", "subsample", 30)],
 )
+@pytest.mark.parametrize(
+    "rule",
+    [
+        # The paper's: towards the inner loop's weights, with its light weight decay (under
+        # 0.05 the update rule leaves IVEV's and W's logits where they were).
+        ("train.objective=update", "train.weight_decay=0.0001"),
+        ("train.objective=induced",),
+    ],
+    ids=["update", "induced"],
+)
 def test_training_moves_the_single_logit_towards_the_attribute(
-    tiny_root, tmp_path, hn_type, balance, epochs
+    tiny_root, tmp_path, hn_type, balance, epochs, rule
 ):
     from t2m_cli.training.run import _build_trainer
 
@@ -69,10 +79,12 @@ def test_training_moves_the_single_logit_towards_the_attribute(
             tmp_path,
             "dir",
             f"train.epochs={epochs}",
+            "train.patience=null",
             "train.lr=0.02",
             f"model.hn_type={hn_type}",
             f"train.superset_balance={balance}",
             "train.device=cpu",
+            *rule,
         ),
     )
     trainer, _ = _build_trainer(config, None)

@@ -32,16 +32,39 @@ PROTOCOL_TITLES = {
     "gzsl": "GZSL per-class accuracy (%); calibrated stacking tuned without unseen data",
     "supersets": "superset ROC-AUC per attribute (%)",
 }
-OVER_TEXT = {"pairs": "ordered pairs", "classes": "classes", "attributes": "attributes"}
+OVER_TEXT = {
+    "pairs": "ordered pairs",
+    "classes": "classes",
+    "attributes": "attributes",
+    "draws": "description draws",
+}
+SAME = "*"
+"""Marks an aggregate that every run gave alike: its +- is the SEM within a run, not over runs."""
 
 
 def _cell(figure) -> str:
     # An undefined figure (no method value, or a NaN mean) reads as n/a, never as "nan".
     if figure is None or not math.isfinite(figure.mean):
         return "n/a"
+    mark = SAME if figure.same_in_every_run else ""
     if figure.sem is None or not math.isfinite(figure.sem):
-        return f"{100 * figure.mean:.1f}"
-    return f"{100 * figure.mean:.1f} +- {100 * figure.sem:.1f}"
+        return f"{100 * figure.mean:.1f}{mark}"
+    return f"{100 * figure.mean:.1f} +- {100 * figure.sem:.1f}{mark}"
+
+
+def _same_note(in_cells, n_runs: int) -> str | None:
+    """The footnote that explains the marked cells among the figures ``in_cells``, if any."""
+    same = [f for f in in_cells if f.same_in_every_run]
+    if not same:
+        return None
+    kinds = sorted({OVER_TEXT.get(f.sem_over, f.sem_over) for f in same if f.sem_over})
+    bare = list(dict.fromkeys(f.metric for f in same if f.sem_over is None))
+    note = f"{SAME} the same in all {n_runs} runs"
+    if kinds:
+        note += f": +- is the SEM over {' / '.join(kinds)} within a run"
+    if bare:
+        note += f"; no SEM available for {', '.join(bare)}"
+    return note
 
 
 def _render_eval(evaluations, figures) -> None:
@@ -65,12 +88,17 @@ def _render_eval(evaluations, figures) -> None:
             kinds = {f.over for f in rows if f.metric in ("seen", "unseen", "top1", "S", "U")}
             over = "mean +- SEM over " + ", ".join(OVER_TEXT.get(k, k) for k in sorted(kinds))
         title = first.run if not several else f"{len(evaluations)} runs"
-        table = Table(title=f"{title}: {PROTOCOL_TITLES[protocol]}, {over}")
+        present = [m for m in metrics if any(f.metric == m for f in rows)]
+        in_cells = [f for f in rows if f.metric.removesuffix("_calibrated") in present]
+        table = Table(
+            title=f"{title}: {PROTOCOL_TITLES[protocol]}, {over}",
+            caption=_same_note(in_cells, len(evaluations)),
+            caption_justify="left",
+        )
         table.add_column("method")
         gzsl = protocol == "gzsl"
         if gzsl:
             table.add_column("stacking")
-        present = [m for m in metrics if any(f.metric == m for f in rows)]
         for metric in present:
             table.add_column(metric, justify="right")
         for method in methods:
@@ -105,7 +133,8 @@ def evaluate(
         list[Path] | None,
         typer.Argument(
             help="Run folder(s) (default: the latest under runs/). Several runs, seeds of one "
-            "setting, are averaged: mean +- SEM across runs.",
+            "setting, are averaged: mean +- SEM across runs; a figure the same in every run "
+            "(a baseline's) keeps its SEM within a run, marked *.",
             show_default=False,
         ),
     ] = None,

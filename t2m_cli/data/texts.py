@@ -7,6 +7,7 @@ time a class is encoded, is a random index into that list, not a model call.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,6 +96,20 @@ class TextBank:
     def to(self, device: torch.device | str) -> TextBank:
         return TextBank(self.classes, self.embeddings.to(device), self.options)
 
+    def averaged(self) -> TextBank:
+        """The same classes, each described by the mean embedding of all its texts.
+
+        Drawing from the result always gives a class's mean (the ``eval.descriptions: mean``
+        policy), where drawing from ``self`` gives one of its texts at random (the paper's).
+
+        Returns:
+            A bank with one (d,) row per class, on this bank's device.
+        """
+        import torch
+
+        means = torch.stack([self.embeddings[rows].mean(0) for rows in self.options])
+        return TextBank(self.classes, means, [[i] for i in range(len(self.classes))])
+
     def draw(self, class_idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Embeddings of one randomly drawn text per class index.
 
@@ -152,15 +167,16 @@ class NegativeDescriptions:
         return self.bank.dim
 
     def to(self, device: torch.device | str) -> NegativeDescriptions:
-        moved = NegativeDescriptions(
-            self.bank.to(device),
-            self.attributes,
-            self.encoder,
-            self.p_negative,
-            self.n_attributes,
-            self.prefix,
-            self.style,
-        )
+        return self._over(self.bank.to(device))
+
+    def averaged(self) -> NegativeDescriptions:
+        """The same negatives, over positive descriptions averaged per class
+        (`TextBank.averaged`)."""
+        return self._over(self.bank.averaged())
+
+    def _over(self, bank: TextBank) -> NegativeDescriptions:
+        """These negatives over another positive bank, sharing the embedded-negatives cache."""
+        moved = dataclasses.replace(self, bank=bank)
         moved._cache = self._cache
         return moved
 
@@ -222,6 +238,16 @@ class NegativeDescriptions:
 
 Describer = TextBank | NegativeDescriptions
 """What the trainer and the protocols draw task descriptions from."""
+
+
+DescriptionPolicy = Literal["draw", "mean"]
+"""How a class's descriptions become the one embedding a classifier is induced from:
+'draw' one at random (the paper), or their 'mean'."""
+
+
+def with_policy(describer: Describer, policy: DescriptionPolicy) -> Describer:
+    """``describer`` as the description policy asks (see `DescriptionPolicy`)."""
+    return describer.averaged() if policy == "mean" else describer
 
 
 def build_describer(

@@ -304,7 +304,7 @@ def _load_w(inputs: BaselineInputs) -> tuple[Any, dict[str, Any]]:
 
     folder = runs.baseline_dir(inputs.run_dir, "W")
     config = runs.load_run(folder)[0] if runs.is_run(folder) else None
-    if config is None or runs.finished_epochs(folder) < config.train.epochs:
+    if config is None or not runs.training_done(folder, config):
         state = "is not finished" if config is not None else "has not been trained"
         raise UserInputError(
             f"The W baseline of run {inputs.run_dir} {state}. Train it with "

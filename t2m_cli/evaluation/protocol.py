@@ -95,7 +95,7 @@ def evaluate_run(
 
     from t2m_cli.config import load_config
     from t2m_cli.data.registry import open_dataset
-    from t2m_cli.data.texts import NegativeDescriptions, describer_for
+    from t2m_cli.data.texts import NegativeDescriptions, describer_for, with_policy
     from t2m_cli.device import resolve_device
     from t2m_cli.encoders.dataset import check_trained_features
     from t2m_cli.encoders.text import check_trained_model, make_text_encoder
@@ -108,7 +108,7 @@ def evaluate_run(
         load_config(
             run_dir / RUN_CONFIG,
             overrides,
-            values,
+            {**_predating(run_dir, overrides), **(values or {})},
             flags=flags,
             override_option="--set",
             override_form="--set eval.key=value",
@@ -143,7 +143,13 @@ def evaluate_run(
             else settings.p_negative,
         }
     )
-    bank = describer_for(dataset, text, encoder).to(device)
+    # Every method induces from the same texts: the baselines fit on class means of the
+    # positive descriptions, and all are scored on this bank's draws (or means).
+    bank = with_policy(describer_for(dataset, text, encoder), settings.descriptions).to(device)
+    if settings.descriptions == "mean" and text.p_negative <= 0:
+        # Class means leave nothing to draw: further draws would repeat the first, and their
+        # SEM of 0 would read as an exact figure.
+        settings = settings.model_copy(update={"draws": 1})
     draw_seed = settings.seed if seed is None else seed
     evaluation = RunEvaluation(
         run_dir=run_dir,
@@ -155,6 +161,7 @@ def evaluate_run(
             "seed": config.train.seed,
             "eval_seed": draw_seed,
             "draws": settings.draws,
+            "descriptions": settings.descriptions,
             "text_source": text.source,
             "p_negative": text.p_negative,
             "checkpoint": checkpoint,
@@ -189,6 +196,12 @@ def evaluate_run(
         evaluation.figures.extend(figures)
         evaluation.details[method] = details
     return evaluation
+
+
+def _predating(run_dir: Path, overrides: Sequence[str]) -> dict[str, Any]:
+    """`runs.predating_keys` of a run, less those this evaluation's overrides set."""
+    given = {o.split("=", 1)[0].strip() for o in overrides}
+    return {k: v for k, v in runs.predating_keys(run_dir).items() if k not in given}
 
 
 def _check_names(protocols: Sequence[str], baselines: Sequence[str]) -> None:

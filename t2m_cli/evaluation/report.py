@@ -16,6 +16,7 @@ JSON schema ``t2m-eval/1`` (``t2m evaluate --json``, and ``eval.json`` under ``-
          "task": "classes",              # train.task: classes or supersets
          "seed": 0,                      # training seed
          "eval_seed": 0, "draws": 1,     # description draws averaged, and their seed
+         "descriptions": "draw",         # eval.descriptions: one drawn text per class, or "mean"
          "text_source": "descriptions", "p_negative": 0.0,   # descriptions at evaluation
          "checkpoint": "best", "epoch": 37,
          "hyperparameters": {"ridge": {"alpha": 10.0}, ...}}  # chosen on validation classes
@@ -24,6 +25,7 @@ JSON schema ``t2m-eval/1`` (``t2m evaluate --json``, and ``eval.json`` under ``-
       "results": [                       # the headline table
         {"method": "T2M-HN", "protocol": "pairs", "metric": "unseen",
          "mean": 0.79, "sem": 0.012, "n": 42, "over": "pairs",
+         "sem_over": "pairs",            # what sem is over; null when sem is
          "median": 0.8, "std": 0.08}     # median and std only where defined
       ],
       "per_run": {"<label>": [figures]}, # only when several runs were aggregated
@@ -46,6 +48,12 @@ the harmonic mean of two means (``n`` 2). ``sem`` is null where no spread is def
 mean of a single pair, class or attribute, a constant or AUSUC of a single draw). With
 several draws, per-pair and per-class figures are averaged over the draws before the mean over
 pairs or classes; constants and AUSUC are averaged over draws, their SEM over draws.
+
+``sem_over`` says what ``sem`` is over: the same as ``over`` within a run. Aggregated over
+runs, it is ``runs`` for a figure that varied between them; a figure that was the same in every
+run (a closed-form baseline does not depend on the training seed) keeps its SEM within a run
+instead, with ``sem_over`` pairs, classes, attributes or draws, or null (no SEM) where it has
+no per-item scores, such as an H. ``sem_over`` is null whenever ``sem`` is.
 """
 
 from __future__ import annotations
@@ -74,6 +82,7 @@ SETTING_KEYS = (
     "text_source",
     "p_negative",
     "draws",
+    "descriptions",
     "checkpoint",
 )
 
@@ -91,6 +100,9 @@ class Figure:
         n: how many items the mean is over.
         over: pairs, classes, attributes, draws, runs, or means (an H).
         median, std: of the items, where defined.
+        sem_over: what ``sem`` is the standard error over: ``over`` unless given (an
+            aggregate of a figure the same in every run keeps its SEM within a run, over
+            pairs, classes, attributes or draws); None whenever ``sem`` is None or not finite.
     """
 
     method: str
@@ -102,6 +114,14 @@ class Figure:
     over: str
     median: float | None = None
     std: float | None = None
+    sem_over: str | None = None
+
+    def __post_init__(self) -> None:
+        # A frozen dataclass sets a derived field through object.__setattr__.
+        if self.sem is None or not math.isfinite(self.sem):
+            object.__setattr__(self, "sem_over", None)
+        elif self.sem_over is None:
+            object.__setattr__(self, "sem_over", self.over)
 
     @classmethod
     def of(cls, method: str, protocol: str, metric: str, summary: Summary, over: str) -> Figure:
@@ -121,6 +141,11 @@ class Figure:
     def key(self) -> tuple[str, str, str]:
         return (self.method, self.protocol, self.metric)
 
+    @property
+    def same_in_every_run(self) -> bool:
+        """An aggregate of runs that all gave this value: its SEM, if any, is within a run."""
+        return self.over == "runs" and self.sem_over != "runs" and math.isfinite(self.mean)
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "method": self.method,
@@ -130,6 +155,7 @@ class Figure:
             "sem": self.sem,
             "n": self.n,
             "over": self.over,
+            "sem_over": self.sem_over,
         }
         if self.median is not None:
             out["median"] = self.median
@@ -173,6 +199,14 @@ class RunEvaluation:
 def aggregate(evaluations: list[RunEvaluation]) -> list[Figure]:
     """Mean +- SEM across runs of each figure every run has (one run: its own figures).
 
+    A figure that is the same in every run (a baseline fitted in closed form on the same data,
+    scored on the same description draws, does not depend on the training seed) would get an
+    SEM of 0 over runs, which reads as an exact figure. It keeps instead the SEM within a run,
+    over its pairs, classes, attributes or draws (``sem_over`` says which; the largest of the
+    runs' if they differ), or none where the figure has no per-item scores (an H). Its ``over``,
+    ``n``, ``median`` and ``std`` remain those of the runs. A figure undefined (NaN) in any run
+    is NaN, without SEM.
+
     Raises:
         UserInputError: if the runs differ in a setting (dataset, encoder, hypernetwork type,
             descriptions, draws or checkpoint): only seeds of one setting are averaged.
@@ -190,31 +224,43 @@ def aggregate(evaluations: list[RunEvaluation]) -> list[Figure]:
                 f"Runs {first.run_dir} and {other.run_dir} differ ({details}); several runs are "
                 "averaged only when they are seeds of one setting. Evaluate them separately."
             )
-    values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    order: list[tuple[str, str, str]] = []
+    figures: dict[tuple[str, str, str], list[Figure]] = defaultdict(list)
     for evaluation in evaluations:
         for f in evaluation.figures:
-            if f.key not in values:
-                order.append(f.key)
-            values[f.key].append(f.mean)
+            figures[f.key].append(f)
     out = []
-    for key in order:
-        v = values[key]
-        if len(v) != len(evaluations):
+    for key, each in figures.items():
+        if len(each) != len(evaluations):
             continue  # a figure only some runs have is not averaged
+        v = [f.mean for f in each]
+        if not all(math.isfinite(x) for x in v):
+            # Undefined in one run (a NaN, which statistics.stdev cannot take): undefined here.
+            out.append(Figure(*key, math.nan, None, len(v), "runs"))
+            continue
         std = statistics.stdev(v)
+        sem: float | None = std / math.sqrt(len(v))
+        sem_over: str | None = "runs"
+        if _same(v):
+            within = max(each, key=lambda f: -1.0 if f.sem_over is None else f.sem or 0.0)
+            sem, sem_over = within.sem, within.sem_over
         out.append(
             Figure(
                 *key,
                 statistics.fmean(v),
-                std / math.sqrt(len(v)),
+                sem,
                 len(v),
                 "runs",
                 statistics.median(v),
                 std,
+                sem_over,
             )
         )
     return out
+
+
+def _same(values: list[float]) -> bool:
+    """Whether the runs gave one value, up to floating-point rounding."""
+    return all(math.isclose(v, values[0], rel_tol=1e-9, abs_tol=1e-12) for v in values)
 
 
 def report_json(evaluations: list[RunEvaluation], details: bool = False) -> dict[str, Any]:

@@ -166,21 +166,47 @@ class Invariant(nn.Module):
         return self.C(self.pool(z).sum(dim=-2).relu())
 
 
+class LinearSkip(nn.Module):
+    """A linear path from each description embedding to its class's last-layer weights.
+
+    ``weight_i = L_w z_i``, ``bias_i = L_b z_i``: one map applied to every element, so it is
+    equivariant and adds to the equivariant heads' output without breaking the symmetry
+    (``model.linear_skip``, t2m's addition; the paper's hypernetworks have none).
+
+    Args:
+        text_dim: width of a description embedding.
+        out_dim: width of a class's weight row (D for EV, H for IVEV's last layer).
+    """
+
+    def __init__(self, text_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Linear(text_dim, out_dim)
+        self.bias = nn.Linear(text_dim, 1)
+
+    def forward(self, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T, k, text_dim) -> weight rows (T, k, out_dim) and biases (T, k)."""
+        return self.weight(text), self.bias(text).squeeze(-1)
+
+
 class EVHypernet(Hypernetwork):
     """T2M-HN "EV": an equivariant trunk and equivariant heads emitting a linear classifier.
 
     Two equivariant layers (d_text -> H -> H, ReLU after each), then per class i an equivariant
     head for the weight row (H -> D) and one for the bias (H -> 1). The target is one linear
-    layer D -> k whose row i belongs to class i.
+    layer D -> k whose row i belongs to class i. With ``linear_skip`` a `LinearSkip` from each
+    description embedding adds to the heads' output.
     """
 
     hn_type = "EV"
 
-    def __init__(self, text_dim: int, feature_dim: int, hidden: int = 120) -> None:
+    def __init__(
+        self, text_dim: int, feature_dim: int, hidden: int = 120, linear_skip: bool = False
+    ) -> None:
         super().__init__(text_dim, feature_dim, hidden)
         self.trunk = _equivariant_trunk(text_dim, hidden)
         self.weight_head = Equivariant(hidden, feature_dim)
         self.bias_head = Equivariant(hidden, 1)
+        self.skip = LinearSkip(text_dim, feature_dim) if linear_skip else None
 
     def forward(self, text: torch.Tensor) -> TargetParams:
         """Emit target weights for a batch of description sets.
@@ -192,7 +218,14 @@ class EVHypernet(Hypernetwork):
             ``{"weight": (T, k, D), "bias": (T, k)}``.
         """
         h = self.trunk(text)
-        return {"weight": self.weight_head(h), "bias": self.bias_head(h).squeeze(-1)}
+        weight, bias = self.weight_head(h), self.bias_head(h).squeeze(-1)
+        if self.skip is not None:
+            skip_weight, skip_bias = self.skip(text)
+            weight, bias = weight + skip_weight, bias + skip_bias
+        return {"weight": weight, "bias": bias}
+
+    def build_args(self) -> dict[str, Any]:
+        return {**super().build_args(), "linear_skip": self.skip is not None}
 
 
 class IVEVHypernet(Hypernetwork):
@@ -330,4 +363,9 @@ def build_hypernet(hn_type: str, **kwargs: Any) -> Hypernetwork:
         ) from None
     if not issubclass(cls, _ConcatHypernet):
         kwargs.pop("k", None)
+    if not issubclass(cls, EVHypernet) and kwargs.pop("linear_skip", False):
+        raise UserInputError(
+            f"model.linear_skip adds a path to the EV hypernetwork's weights; the "
+            f"{hn_type} hypernetwork has none. Set model.linear_skip=false, or use EV."
+        )
     return cls(**kwargs)

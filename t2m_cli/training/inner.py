@@ -35,7 +35,8 @@ TargetFn = Callable[[TargetParams, torch.Tensor], torch.Tensor]
 class InnerSettings:
     """Settings of the inner SGD loop: the ``train.inner_*`` keys of a config.
 
-    Their defaults (the paper's) live in `TrainConfig`; ``order`` has the same default here
+    Their defaults (the paper's) live in `TrainConfig`; they apply to ``train.objective``
+    update and both (induced runs no inner loop). ``order`` has the same default here
     only so that code building the settings by hand may leave it out. The original code
     hard-codes lr 0.01, momentum 0.9 and weight decay 0.01 and ignores its own flags for them;
     here they are real settings with those defaults.
@@ -177,6 +178,39 @@ def inner_train(
                     p.sub_(buf * on, alpha=settings.lr)
     assert first_loss is not None, "inner loop ran no step"
     return {k: v.detach() for k, v in params.items()}, first_loss
+
+
+def induced_loss(
+    target: TargetFn,
+    theta: TargetParams,
+    features: torch.Tensor,
+    rows: torch.Tensor,
+    y: torch.Tensor,
+    counts: torch.Tensor,
+) -> torch.Tensor:
+    """The loss of each emitted classifier on all its task's rows (``train.objective:
+    induced``).
+
+    Cross-entropy for k >= 2 logits, binary cross-entropy for one (as in `inner_train`),
+    averaged over each task's real rows. Its gradient reaches the hypernetwork through
+    ``theta``: the classifier the hypernetwork induces is trained directly, with no inner loop.
+
+    Args:
+        target: the target forward pass.
+        theta: emitted weights, each (T, ...), attached to the hypernetwork's graph.
+        features: (N, D) feature matrix.
+        rows: (T, n_max) row of ``features`` of each task's samples, padded.
+        y: (T, n_max) labels, as for `inner_train`.
+        counts: (T,) real samples per task.
+
+    Returns:
+        (T,) mean loss per task.
+    """
+    n_tasks, n_max = rows.shape
+    x = features[rows.reshape(-1)].view(n_tasks, n_max, features.shape[1])
+    loss = _task_loss(target(theta, x), y).reshape(n_tasks, n_max)
+    valid = torch.arange(n_max, device=rows.device) < counts.to(rows.device).unsqueeze(1)
+    return (loss * valid).sum(1) / valid.sum(1).clamp_min(1)
 
 
 def _task_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from t2m_cli.scoring.pairs import ordered_pairs, validation_pair_accuracy
 from t2m_cli.training.inner import (
     InnerSettings,
     hypernet_surrogate,
+    induced_loss,
     inner_train,
     minibatch_order,
 )
@@ -38,12 +39,16 @@ if TYPE_CHECKING:
 class OuterSettings:
     """Settings of the outer loop: the ``train`` keys of the same names, and ``eval.seed``.
 
-    Their defaults (the paper's) live in `TrainConfig` and `EvalConfig` alone.
+    Their defaults (the recommended mode's; examples/paper.yaml has the paper's) live in
+    `TrainConfig` and `EvalConfig` alone.
     """
 
     epochs: int
     tasks_per_epoch: int
     classes_per_task: int
+    classes_per_task_max: int | None
+    objective: Literal["update", "induced", "both"]
+    patience: int | None
     tasks_per_step: int
     amp: bool
     lr: float
@@ -77,8 +82,10 @@ class EpochResult:
         epoch: 1-based epoch number.
         tasks: tasks trained on in this epoch.
         inner_loss: mean cross-entropy (binary cross-entropy for super-set tasks) of theta_0
-            on the tasks' first minibatches.
-        update_norm: mean ||theta_0 - theta_T|| over the epoch's tasks.
+            on the tasks' first minibatches; with ``train.objective: induced``, on all the
+            tasks' training rows (the loss the hypernetwork descends).
+        update_norm: mean ||theta_0 - theta_T|| over the epoch's tasks; 0 with
+            ``train.objective: induced``, which runs no inner loop.
         val: the model-selection score on the validation classes: accuracy over their ordered
             pairs for class tasks; for super-set tasks the ROC-AUC over attributes (mean +-
             SEM). ``to_json`` writes it as ``val_acc`` / ``val_sem`` either way, so in the
@@ -178,6 +185,8 @@ class Trainer:
         rank: this process's index among ``world_size`` processes sharing each step's tasks
             (torch.distributed); 0 and 1 for a single process.
         world_size: number of such processes.
+        val_bank: the descriptions validation induces from (``eval.descriptions``); default
+            ``bank``.
     """
 
     def __init__(
@@ -190,6 +199,7 @@ class Trainer:
         device: torch.device,
         rank: int = 0,
         world_size: int = 1,
+        val_bank: Describer | None = None,
     ) -> None:
         self.rank = rank
         self.world_size = world_size
@@ -220,6 +230,8 @@ class Trainer:
         )
         self.generator = torch.Generator().manual_seed(outer.seed)
         self.best_val = -1.0
+        self.since_best = 0
+        self.val_bank = self.bank if val_bank is None else val_bank.to(device)
 
     def task_data(self, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Feature rows and labels of a batch of tasks, padded to the largest.
@@ -260,6 +272,28 @@ class Trainer:
             fill=self.outer.task_sampling == "fill",
         )
 
+    def epoch_batches(self) -> list[torch.Tensor]:
+        """The tasks of one epoch in hypernetwork steps: (T, k) indices into `classes` each.
+
+        With ``classes_per_task_max`` above ``classes_per_task`` each step draws its own k,
+        uniformly from ``classes_per_task`` to that maximum (capped by the largest group),
+        then its ``tasks_per_step`` tasks of k classes (`sample_tasks`); the epoch still has
+        ``tasks_per_epoch`` tasks. Otherwise the epoch's tasks are drawn at once and cut into
+        steps, as `sample_epoch` gives them (the paper's stream).
+        """
+        top, low = self.outer.classes_per_task_max, self.outer.classes_per_task
+        if top is None or top == low:
+            return list(self.sample_epoch().split(self.outer.tasks_per_step))
+        high = max(low, min(top, max(self.groups)))
+        batches = []
+        left = self.outer.tasks_per_epoch
+        while left > 0:
+            n = min(self.outer.tasks_per_step, left)
+            k = int(torch.randint(low, high + 1, (1,), generator=self.generator))
+            batches.append(sample_tasks(self.groups, k, n, self.generator))
+            left -= n
+        return batches
+
     def accumulate(self, tasks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Add this process's share of a step's hypernetwork gradient to ``.grad``.
 
@@ -277,9 +311,22 @@ class Trainer:
         """
         rows, y, counts = self.task_data(tasks)
         text = self.draw_text(tasks)
+        mine = slice(self.rank, None, self.world_size)
+        share = len(counts[mine]) / len(tasks)
+        objective = self.outer.objective
+        if objective == "induced":
+            if not len(counts[mine]):
+                empty = torch.zeros(0, device=self.device)
+                return empty, empty
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.outer.amp):
+                theta0 = self.hypernet(text[mine])
+                loss = induced_loss(
+                    self.hypernet.target, theta0, self.features, rows[mine], y[mine], counts[mine]
+                )
+            (loss.mean() * share).backward()
+            return loss.detach(), torch.zeros_like(loss.detach())
         fixed = self.inner.order == "fixed"
         order = minibatch_order(counts, self.inner.epochs, self.generator, fixed)
-        mine = slice(self.rank, None, self.world_size)
         if not len(counts[mine]):
             empty = torch.zeros(0, device=self.device)
             return empty, empty
@@ -298,8 +345,13 @@ class Trainer:
                 [o[mine] for o in order],
             )
         theta0 = {k: v.to(theta_t[k].dtype) for k, v in theta0.items()}
-        share = len(counts[mine]) / len(tasks)
-        (hypernet_surrogate(theta0, theta_t) * share).backward()
+        surrogate = hypernet_surrogate(theta0, theta_t)
+        if objective == "both":
+            own = induced_loss(
+                self.hypernet.target, theta0, self.features, rows[mine], y[mine], counts[mine]
+            )
+            surrogate = surrogate + own.mean()
+        (surrogate * share).backward()
         sq = torch.stack(
             [((theta0[k].detach() - theta_t[k]) ** 2).flatten(1).sum(1) for k in theta0]
         )
@@ -342,7 +394,11 @@ class Trainer:
         # per step takes some 4 ms; on CUDA it stalls the queue of kernels between steps.
         if bool(diverged):
             if not bool(torch.isfinite(first_loss).all()):
-                what = "the inner loss"
+                what = (
+                    "the induced classifier's loss"
+                    if self.outer.objective == "induced"
+                    else "the inner loss"
+                )
             elif not bool(torch.isfinite(norms).all()):
                 what = "the update ||theta_0 - theta_T||"
             else:
@@ -356,6 +412,13 @@ class Trainer:
         from t2m_cli.config import TrainConfig
 
         paper = TrainConfig()
+        if self.outer.objective == "induced":
+            # No inner loop runs: train.inner_lr would change nothing.
+            return TrainingDiverged(
+                f"Training diverged: {what}. The learning rate is likely too high for these "
+                f"features: lower train.lr (now {self.outer.lr:g}; the default is "
+                f"{paper.lr:g}). Nothing of this epoch was saved."
+            )
         return TrainingDiverged(
             f"Training diverged: {what}. The learning rates are likely too high for these "
             f"features: lower train.lr (now {self.outer.lr:g}) or train.inner_lr (now "
@@ -386,7 +449,7 @@ class Trainer:
             if buf is not None:
                 tensors[f"optim.{i}"] = buf
         tensors["rng"] = self.generator.get_state()
-        return tensors, {"best_val": self.best_val}
+        return tensors, {"best_val": self.best_val, "since_best": self.since_best}
 
     def load_state(self, tensors: dict[str, torch.Tensor], facts: dict[str, float]) -> None:
         """Restore what `state` returned, so the next epoch is the one an unbroken run had."""
@@ -398,6 +461,13 @@ class Trainer:
                 self.optimizer.state[p]["momentum_buffer"] = tensors[f"optim.{i}"].to(p.device)
         self.generator.set_state(tensors["rng"])
         self.best_val = float(facts["best_val"])
+        # States saved before train.patience existed have no count: none was kept.
+        self.since_best = int(facts.get("since_best", 0))
+
+    def stopped_early(self) -> bool:
+        """``train.patience`` epochs in a row have not bettered the best validation score."""
+        patience = self.outer.patience
+        return patience is not None and self.since_best >= patience
 
     def validate(self) -> Summary:
         """Mean pair accuracy over the validation classes, with fixed description draws.
@@ -407,21 +477,25 @@ class Trainer:
         """
         part = "test" if self.outer.val_classes == "train" else "all"
         return validation_pair_accuracy(
-            self.hypernet, self.bank, self.dataset, self.outer.eval_seed, part
+            self.hypernet, self.val_bank, self.dataset, self.outer.eval_seed, part
         )
 
     def epochs(self, start: int = 1) -> Iterator[EpochResult]:
-        """Run epochs ``start..outer.epochs``, yielding each one's result."""
+        """Run epochs ``start..outer.epochs``, yielding each one's result; stop early once
+        `stopped_early` (``train.patience``)."""
         for epoch in range(start, self.outer.epochs + 1):
+            if self.stopped_early():
+                return
             began = time.perf_counter()
-            tasks = self.sample_epoch()
+            batches = self.epoch_batches()
+            n_tasks = sum(len(b) for b in batches)
             losses, norms = [], []
             self.hypernet.train()
             done = 0
-            for batch in tasks.split(self.outer.tasks_per_step):
+            for batch in batches:
                 first, last = done + 1, done + len(batch)
                 which = f"task {first}" if first == last else f"tasks {first}-{last}"
-                where = f"epoch {epoch}, {which} of {len(tasks)}"
+                where = f"epoch {epoch}, {which} of {n_tasks}"
                 loss, norm = self.step(batch, where)
                 losses.append(loss)
                 norms.append(norm)
@@ -432,9 +506,10 @@ class Trainer:
             is_best = math.isfinite(val.mean) and val.mean > self.best_val
             if is_best:
                 self.best_val = val.mean
+            self.since_best = 0 if is_best else self.since_best + 1
             yield EpochResult(
                 epoch=epoch,
-                tasks=len(tasks),
+                tasks=n_tasks,
                 inner_loss=float(torch.cat(losses).mean()),
                 update_norm=float(torch.cat(norms).mean()),
                 val=val,

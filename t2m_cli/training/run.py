@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from t2m_cli import runs
 from t2m_cli.config import Config, config_to_dict, validate_config
-from t2m_cli.data.texts import class_name_text, describer_for
+from t2m_cli.data.texts import class_name_text, describer_for, with_policy
 from t2m_cli.errors import DataError, T2MError, UserInputError
 from t2m_cli.paths import text_cache_dir
 
@@ -72,6 +72,7 @@ def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, Fea
         feature_dim=dataset.feature_dim,
         hidden=m.hidden,
         k=1 if supersets else t.classes_per_task,
+        linear_skip=m.linear_skip,
     )
     args = (
         hypernet,
@@ -81,10 +82,15 @@ def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, Fea
         OuterSettings.from_config(t, eval_seed=config.eval.seed),
         device,
     )
+    # Validation induces from the texts evaluation will (eval.descriptions), so the epoch is
+    # chosen for the classifiers that are scored.
+    val_bank = with_policy(bank, config.eval.descriptions)
     trainer = (
-        SupersetTrainer(*args, attributes=names, texts=texts, balance=t.superset_balance)
+        SupersetTrainer(
+            *args, attributes=names, texts=texts, balance=t.superset_balance, val_bank=val_bank
+        )
         if supersets
-        else Trainer(*args)
+        else Trainer(*args, val_bank=val_bank)
     )
     return trainer, norm
 
@@ -205,6 +211,12 @@ def resume_run(
         raise UserInputError(
             f"Run {folder} already finished all {config.train.epochs} epochs; nothing to resume."
         )
+    patience = config.train.patience
+    if patience is not None and int(facts.get("since_best", 0)) >= patience:
+        raise UserInputError(
+            f"Run {folder} stopped early after epoch {epoch}: {patience} epochs in a row "
+            "(train.patience) did not better its validation score; nothing to resume."
+        )
     # Epochs trained on another model's embeddings would not continue the ones saved.
     meta = _check_text_model(config, folder, cache_dir)
     trainer, norm = _build_trainer(config, cache_dir)
@@ -284,6 +296,10 @@ def _run_epochs(
         torch.set_num_threads(threads)
         for logger in loggers:
             logger.close()
+    last = int(runs.load_state(folder)[1]["epoch"])
+    # A run whose patience ran out with its last epoch still trained every epoch.
+    if trainer.stopped_early() and last < config.train.epochs:
+        info["stopped_early"] = {"after_epoch": last}
     info.update(
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         train_seconds=round(time.perf_counter() - began + info.get("train_seconds", 0.0), 3),
@@ -397,8 +413,10 @@ def _check_trained_baseline(name: str) -> None:
 
 def baseline_config(config: Config, folder: Path, name: str) -> Config:
     """The config a baseline trains with: the run's own (same data, texts, seed, schedule,
-    task) except the hypernetwork type, pairs for class tasks, its folder, and no wandb. The W
-    baseline of a ``train.task: supersets`` run is a super-set W (one description).
+    task) except the hypernetwork type, pairs for class tasks, the paper's training rule (the
+    inner loop and update, hypernetwork weight decay 1e-4: the W baseline is the paper's), its
+    folder, and no wandb. The W baseline of a ``train.task: supersets`` run is a super-set W
+    (one description).
 
     Raises:
         UserInputError: ``name`` is not a baseline that needs training.
@@ -406,7 +424,13 @@ def baseline_config(config: Config, folder: Path, name: str) -> Config:
     _check_trained_baseline(name)
     data = config_to_dict(config)
     data["model"]["hn_type"] = name
+    data["model"]["linear_skip"] = False
+    # Under the recommended mode's objective and weight decay, measured on shapes and textmap,
+    # W emits the same logits for both classes (pair accuracy 50%): it is trained as published.
+    data["train"]["objective"] = "update"
+    data["train"]["weight_decay"] = 1e-4
     data["train"]["classes_per_task"] = 2
+    data["train"]["classes_per_task_max"] = None
     data["run"] = {"dir": str(folder.parent), "name": folder.name}
     data["wandb"]["enabled"] = False
     return validate_config(data, f"the {name} baseline's config")
@@ -457,7 +481,7 @@ def train_baseline(
     folder = runs.baseline_dir(run_dir, name)
     wanted = baseline_config(config, folder, name)
     if runs.has_state(folder):
-        if runs.finished_epochs(folder) >= wanted.train.epochs:
+        if runs.training_done(folder, wanted):
             raise UserInputError(
                 f"The {name} baseline of {run_dir} is already trained ({folder}); "
                 f"evaluate it with `t2m evaluate {run_dir} --baseline {name}`."

@@ -85,8 +85,9 @@ class SupersetTrainer(Trainer):
         attributes: Sequence[str],
         texts: torch.Tensor,
         balance: Literal["none", "subsample"] = "none",
+        val_bank: Describer | None = None,
     ) -> None:
-        super().__init__(hypernet, bank, dataset, inner, outer, device, rank, world_size)
+        super().__init__(hypernet, bank, dataset, inner, outer, device, rank, world_size, val_bank)
         self.balance = balance
         names = list(attributes)
         if texts.dim() != 2 or texts.shape[0] != len(names):
