@@ -88,4 +88,7 @@ def bench(session: nox.Session) -> None:
     _install(session)
     session.run("python", "benchmarks/trainer_speed.py", env=OFFLINE)
     session.run("python", "benchmarks/pair_eval_scale.py", env=OFFLINE)
-    session.run("python", "benchmarks/shapes_zero_shot.py", *session.posargs, env=OFFLINE)
+    for dataset in ("shapes", "textmap"):
+        session.run(
+            "python", "benchmarks/zero_shot.py", "--dataset", dataset, *session.posargs, env=OFFLINE
+        )
