@@ -65,34 +65,37 @@ def test_the_w_baseline_is_trained_by_the_papers_rule(tmp_path):
     config = load_config(None, [])
     wanted = baseline_config(config, tmp_path / "baselines" / "W", "W")
     assert wanted.model.hn_type == "W" and wanted.model.linear_skip is False
+    assert wanted.model.hidden == 120
     assert wanted.train.objective == "update" and wanted.train.weight_decay == 1e-4
+    assert wanted.train.patience is None
     assert wanted.train.classes_per_task == 2 and wanted.train.classes_per_task_max is None
-    # The run's own data, schedule and seed otherwise.
-    assert wanted.train.epochs == config.train.epochs and wanted.train.seed == config.train.seed
+    # The run's own data, texts, seed and epochs otherwise.
+    assert wanted.train.seed == config.train.seed and wanted.train.epochs == config.train.epochs
+    assert wanted.dataset == config.dataset and wanted.text == config.text
 
 
-def test_a_w_baseline_stopped_by_patience_is_finished(tiny_root, tmp_path, monkeypatch):
-    """A baseline whose patience ran out trained all it will: evaluate reads it, and
-    `t2m train --baseline` does not train it again."""
-    cache = ["--cache-dir", str(tmp_path / "cache"), "-q"]
+def test_a_run_stopped_by_patience_has_finished_training(tiny_root, tmp_path, monkeypatch):
+    """A run whose patience ran out trained all it will (`runs.training_done`), which is what
+    `t2m train --baseline` and `--baseline W` ask of a baseline folder."""
+    from t2m_cli.runs import load_run, training_done, truncate_metrics
+
+    # No epoch betters the first: patience 2 stops the run after epoch 3 of 6.
+    monkeypatch.setattr(Trainer, "validate", lambda self: Summary(0.5, 0.0, 1))
     result = _train(tiny_root, tmp_path, "ev", "train.epochs=6", "train.patience=2")
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "ev"
-    # From here on no epoch betters the first: patience stops the W baseline after epoch 3.
-    monkeypatch.setattr(Trainer, "validate", lambda self: Summary(0.5, 0.0, 1))
-    trained = runner.invoke(app, ["train", "--baseline", "W", str(run), *cache])
-    assert trained.exit_code == 0, trained.output
-    folder = run / "baselines" / "W"
-    lines = (folder / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 3
-    info = json.loads((folder / "run.json").read_text())
-    assert info["stopped_early"] == {"after_epoch": 3}
-    monkeypatch.undo()
-    evaluated = runner.invoke(app, ["evaluate", str(run), "--baseline", "W", "--json", *cache])
-    assert evaluated.exit_code == 0, evaluated.output
-    assert any(f["method"] == "W" for f in json.loads(evaluated.stdout)["results"])
-    again = runner.invoke(app, ["train", "--baseline", "W", str(run), *cache])
-    assert again.exit_code == 2 and "already trained" in again.stderr
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    assert json.loads((run / "run.json").read_text())["stopped_early"] == {"after_epoch": 3}
+    config, _ = load_run(run)
+    assert training_done(run, config)
+    # Without patience the same three epochs are half a run.
+    assert not training_done(
+        run, config.model_copy(update={"train": config.train.model_copy(update={"patience": None})})
+    )
+    truncate_metrics(run, 2)
+    assert not training_done(
+        run, config.model_copy(update={"train": config.train.model_copy(update={"patience": 5})})
+    )
 
 
 @pytest.mark.parametrize("hn_type", ["IVEV", "W", "WW"])
@@ -137,3 +140,41 @@ def test_a_run_recorded_before_the_recommended_mode_keeps_the_papers_rule(tiny_r
     told = runner.invoke(app, ["evaluate", str(run), "--set", "eval.descriptions=mean", *cache])
     assert told.exit_code == 0, told.output
     assert json.loads(told.stdout)["runs"][0]["descriptions"] == "mean"
+
+
+@pytest.mark.parametrize("hn_type", ["W", "WW"])
+def test_w_and_ww_fall_back_to_the_papers_update_unless_told(hn_type):
+    config = load_config(None, [f"model.hn_type={hn_type}"])
+    assert (config.train.objective, config.train.weight_decay) == ("update", 1e-4)
+    told = load_config(None, [f"model.hn_type={hn_type}", "train.objective=induced"])
+    assert (told.train.objective, told.train.weight_decay) == ("induced", 1e-4)
+    # EV keeps the recommended rule.
+    assert load_config(None, []).train.objective == "induced"
+
+
+def test_train_says_when_patience_stopped_it_and_which_epoch_is_best(
+    tiny_root, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(Trainer, "validate", lambda self: Summary(0.5, 0.0, 1))
+    # Without -q, so that the log is shown.
+    verbose = runner.invoke(
+        app,
+        [
+            "train",
+            f"dataset.root={tiny_root}",
+            "text.model=hashing",
+            "model.hidden=16",
+            "train.tasks_per_epoch=5",
+            "train.epochs=6",
+            "train.patience=2",
+            f"run.dir={tmp_path / 'runs'}",
+            "run.name=loud",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
+    assert verbose.exit_code == 0, verbose.output
+    log = " ".join(verbose.stderr.split())
+    assert "stopped after epoch 3: 2 epochs without a better validation score" in log
+    assert "best epoch 1: val 50.0%" in log
+    assert " loss " in log and "inner loss" not in log

@@ -606,8 +606,9 @@ def test_the_w_baseline_of_a_recommended_run_trains_with_the_papers_rule(tmp_pat
     assert (wanted.model.hn_type, wanted.model.linear_skip) == ("W", False)
     assert (wanted.train.objective, wanted.train.weight_decay) == ("update", 1e-4)
     assert (wanted.train.classes_per_task, wanted.train.classes_per_task_max) == (2, None)
-    # The run's own schedule, seed and description policy.
-    assert (wanted.train.patience, wanted.train.epochs, wanted.train.seed) == (4, 30, 5)
+    # The paper's width and no early stop; the run's own epochs, seed and description policy.
+    assert (wanted.model.hidden, wanted.train.patience) == (120, None)
+    assert (wanted.train.epochs, wanted.train.seed) == (30, 5)
     assert wanted.eval.descriptions == config.eval.descriptions == "mean"
     assert (wanted.run.dir, wanted.run.name) == (folder.parent, "W")
 

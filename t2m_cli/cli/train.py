@@ -56,7 +56,10 @@ def train(
     hn_type: Annotated[
         str | None, typer.Option("--hn-type", help="Hypernetwork type: EV, IVEV, W or WW.")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Outer epochs.")] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Outer epochs, at most: train.patience may stop training earlier."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Training seed.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     name: Annotated[str | None, typer.Option(help="Run folder name.")] = None,
@@ -147,6 +150,10 @@ def _train_with_progress(
         assert resume is not None, "either a config or a run to resume"
         config = load_run(resume)[0]
     total = config.train.epochs
+    # The paper's rule logs its inner loop's loss; the induced objective has no inner loop.
+    # (A W baseline always trains by the paper's rule.)
+    induced = baseline is None and config.train.objective == "induced"
+    loss_label = "loss" if induced else "inner loss"
     # The core prints nothing itself; wandb would, unless told that --quiet was given.
     quiet = console.is_quiet()
     with console.progress_task("train", total=total) as progress:
@@ -157,7 +164,7 @@ def _train_with_progress(
             # A validation score over one pair or attribute has no SEM.
             sem = "" if result.val.sem is None else f" +- {100 * result.val.sem:.1f}"
             console.log(
-                f"epoch {result.epoch:3d}  inner loss {result.inner_loss:.3f}  "
+                f"epoch {result.epoch:3d}  {loss_label} {result.inner_loss:.3f}  "
                 f"val {100 * result.val.mean:5.1f}{sem}%  {result.seconds:.1f}s{best}"
             )
 
@@ -170,4 +177,21 @@ def _train_with_progress(
             folder = train_run(
                 config, cache_dir=cache_dir, on_epoch=on_epoch, log=console.log, quiet=quiet
             )
+    _log_ending(folder)
     console.out.print(f"run: {folder}")
+
+
+def _log_ending(folder: Path) -> None:
+    """Say how training ended: its best epoch, and whether train.patience stopped it early."""
+    from t2m_cli.runs import load_run
+
+    config, info = load_run(folder)
+    best = info.get("best") or {}
+    stopped = info.get("stopped_early")
+    if stopped:
+        console.log(
+            f"stopped after epoch {stopped['after_epoch']}: {config.train.patience} epochs "
+            "without a better validation score (train.patience)"
+        )
+    if best.get("epoch") is not None:
+        console.log(f"best epoch {best['epoch']}: val {100 * best['val_acc']:.1f}%")
