@@ -161,7 +161,11 @@ def evaluate(
     ] = None,
     draws: Annotated[
         int | None,
-        typer.Option(help="Description draws averaged (eval.draws).", show_default=False),
+        typer.Option(
+            help="Description draws averaged (eval.draws); 1 under eval.descriptions mean "
+            "without negative descriptions, where there is nothing to draw.",
+            show_default=False,
+        ),
     ] = None,
     settings: Annotated[
         list[str] | None,

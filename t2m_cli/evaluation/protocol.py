@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from t2m_cli import runs
 from t2m_cli.errors import UserInputError
-from t2m_cli.evaluation.baselines import BASELINES, BaselineInputs
+from t2m_cli.evaluation.baselines import BASELINES, READ_BASELINES, BaselineInputs
 from t2m_cli.evaluation.report import HYPERNET, Figure, RunEvaluation
 from t2m_cli.paths import text_cache_dir
 
@@ -173,7 +173,9 @@ def evaluate_run(
     inputs = BaselineInputs(dataset, positive.to("cpu"), draw_seed, run_dir, device, encoder)
     for baseline in baselines:
         if log is not None:
-            log(f"fitting baseline {baseline}")
+            # A trained baseline (W) is read from the run folder, the others fitted here.
+            verb = "reading" if baseline in READ_BASELINES else "fitting"
+            log(f"{verb} baseline {baseline}")
         model, hyper = BASELINES[baseline](inputs)
         evaluation.hyperparameters[baseline] = hyper
         methods.append((baseline, model.to(device)))
