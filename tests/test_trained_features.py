@@ -7,6 +7,7 @@ import json
 import shlex
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import interrupted_run
 from typer.testing import CliRunner
@@ -189,3 +190,19 @@ def test_the_digest_covers_the_tensors_and_class_names_not_the_file_meta(tmp_pat
         features_digest(x.reshape(4, 6), y, t, ["a", "b", "c"]),
     ):
         assert changed != digest
+
+
+@pytest.mark.parametrize(("done", "said"), [(3.0, True), (20.0, False)])
+def test_encode_says_when_pointnet_stopped_at_its_time_budget(tmp_path, done, said):
+    from t2m_cli.encoders.dataset import _log_time_budget
+
+    path = tmp_path / "pointnet.safetensors"
+    meta = {"epochs_trained": done, "epochs": 20, "max_seconds": 90.0}
+    save_features(
+        path, torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([False, True]), ["a", "b"], meta
+    )
+    lines: list[str] = []
+    _log_time_budget(path, lines.append)
+    assert bool(lines) == said
+    if said:
+        assert "after 3.0 of 20 epochs" in lines[0] and "pointnet.max_seconds=null" in lines[0]

@@ -85,6 +85,8 @@ def encode_dataset(
                 progress=None if progress is None else partial(progress, POINT_CLOUD_STEP),
             )
             built = True
+            if log is not None:
+                _log_time_budget(feature_file, log)
     feature_file = check_features(
         name, root, config.dataset.features, root_set=config.dataset.root is not None
     )
@@ -105,6 +107,21 @@ def encode_dataset(
     if progress is not None:
         progress(TEXT_STEP, len(texts), len(texts))
     return EncodeReport(root, feature_file, built, len(texts), int(vectors.shape[1]))
+
+
+def _log_time_budget(feature_file: Path, log: Callable[[str], None]) -> None:
+    """Say when PointNet stopped at ``pointnet.max_seconds`` before its epochs were done:
+    the features then depend on the machine's speed, not only on the seed."""
+    from t2m_cli.data.dataset import read_feature_source
+
+    meta = read_feature_source(feature_file).meta
+    done, epochs = meta.get("epochs_trained"), meta.get("epochs")
+    if isinstance(done, (int, float)) and isinstance(epochs, int) and done < epochs:
+        log(
+            f"PointNet stopped at its time budget (pointnet.max_seconds) after {done:.1f} of "
+            f"{epochs} epochs: on a busier or slower machine the features differ. Set "
+            "pointnet.max_seconds=null for features that depend on the seed alone."
+        )
 
 
 def _built_with(meta: Mapping[str, Any]) -> dict[str, Any]:
