@@ -478,7 +478,9 @@ def test_evaluations_with_other_description_policies_are_not_averaged(tiny_root,
     )
     assert result.exit_code == 2, result.output
     message = " ".join(result.stderr.split())
-    assert "descriptions: 'draw' vs 'mean'" in message
+    # Refused before anything is scored, with the setting that scores them alike.
+    assert f"eval.descriptions: {run_a} 'draw', {run_b} 'mean'" in message
+    assert "--set eval.descriptions=mean" in message and "scoring" not in result.stderr
 
     doc = _evaluate_json(
         tmp_path, str(run_a), str(run_b), "--protocol", "pairs", "--set", "eval.descriptions=mean"

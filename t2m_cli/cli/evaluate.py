@@ -219,6 +219,7 @@ def evaluate(
             raise UserInputError("A run folder is given twice; give each run once.")
         protocols = comma_list(protocol or ["pairs"])
         baselines = comma_list(baseline or [])
+        _check_policies(folders, list(settings or []))
         evaluations = []
         for folder in folders:
             with console.progress_task(f"evaluate {folder.name}"):
@@ -246,3 +247,24 @@ def evaluate(
             console.out.print_json(dumps_json(report_json(evaluations)))
         else:
             _render_eval(evaluations, figures)
+
+
+def _check_policies(folders: list[Path], settings: list[str]) -> None:
+    """Refuse, before anything is scored, runs whose description policies differ (their
+    figures could not be averaged), unless ``--set eval.descriptions=...`` sets one for all.
+
+    Raises:
+        UserInputError: two runs record different ``eval.descriptions``.
+    """
+    if len(folders) < 2 or any(o.split("=", 1)[0].strip() == "eval.descriptions" for o in settings):
+        return
+    from t2m_cli.runs import load_run
+
+    policies = {folder: load_run(folder)[0].eval.descriptions for folder in folders}
+    if len(set(policies.values())) > 1:
+        which = ", ".join(f"{folder} '{policy}'" for folder, policy in policies.items())
+        raise UserInputError(
+            f"The runs induce from different descriptions (eval.descriptions: {which}), so "
+            "their figures cannot be averaged. Score them alike with --set "
+            "eval.descriptions=mean (or draw)."
+        )
