@@ -1,12 +1,13 @@
 """Score training settings on validation classes only, against ridge and ESZSL: how t2m's
 recommended mode was chosen.
 
-For each seed it trains a run with the given settings on an existing dataset (the epoch chosen,
-as always, on the validation classes), then evaluates T2M-HN, ridge and ESZSL with the pairs,
-ZSL and GZSL protocols as if the validation classes were the unseen ones: they are cut into two
-halves, one standing in for the validation classes (GZSL's calibration), the other for the
-unseen ones, and then the other way round; each figure is the mean over the two folds. The
-unseen classes are never read: the run's dataset is opened with its unseen part replaced.
+The validation classes are cut into two halves; in each of two folds one half stands in for
+the validation classes and the other for the unseen ones. For each seed and fold it trains a
+run with the given settings (its epoch chosen on the fold's validation half), then evaluates
+T2M-HN, ridge and ESZSL (their hyperparameters chosen on that half too) with the pairs, ZSL and
+GZSL protocols on the other half; each figure is the mean over the two folds. So no figure is
+measured on classes that chose anything, and the unseen classes are never read: every dataset
+is opened with its split replaced by the fold's.
 
     python benchmarks/validation_sweep.py --root 'shapes-seed{seed}' --seeds 0 1 2 \\
         --config examples/shapes.yaml --set train.classes_per_task_max=26
@@ -70,27 +71,28 @@ def validation_as_unseen(fold: int) -> Iterator[None]:
 def score_seed(
     seed: int, root: Path, config: Path | None, settings: Sequence[str], work: Path, tag: str
 ) -> dict[str, float]:
-    """Train one seed's run and score it and the baselines on the validation folds.
+    """Train and score one seed on both validation folds.
 
     Returns:
         ``"method|protocol.metric"`` -> the mean over the two folds (fractions), and
-        ``train_s``, the training time in seconds.
+        ``train_s``, the training time of both folds in seconds.
     """
     import time
 
-    own = [
-        f"dataset.root={root}",
-        f"train.seed={seed}",
-        f"eval.seed={seed}",
-        f"run.dir={work}",
-        f"run.name={tag}-seed{seed}",
-    ]
-    began = time.perf_counter()
-    run = train_run(load_config(config, [*own, *settings]), quiet=True)
-    seconds = time.perf_counter() - began
     scores: dict[str, list[float]] = {}
+    seconds = 0.0
     for fold in (0, 1):
+        own = [
+            f"dataset.root={root}",
+            f"train.seed={seed}",
+            f"eval.seed={seed}",
+            f"run.dir={work}",
+            f"run.name={tag}-seed{seed}-fold{fold}",
+        ]
         with validation_as_unseen(fold):
+            began = time.perf_counter()
+            run = train_run(load_config(config, [*own, *settings]), quiet=True)
+            seconds += time.perf_counter() - began
             evaluation = evaluate_run(run, protocols=("pairs", "zsl", "gzsl"), baselines=BASELINES)
         for f in evaluation.figures:
             if (f.protocol, f.metric) in FIGURES:
@@ -106,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="K=V")
     parser.add_argument("--work", type=Path, default=Path("runs-validation"))
-    parser.add_argument("--tag", default="sweep", help="Run names: <tag>-seed<seed>.")
+    parser.add_argument("--tag", default="sweep", help="Run names: <tag>-seed<seed>-fold<f>.")
     parser.add_argument("--log", type=Path, default=None, help="Append JSON lines here.")
     args = parser.parse_args(argv)
     per_seed = []
