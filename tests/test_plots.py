@@ -248,3 +248,17 @@ def test_no_pyplot_state(tmp_path):
         import matplotlib.pyplot as plt
 
         assert plt.get_fignums() == []
+
+
+def test_training_curves_of_a_run_without_an_inner_loop_show_its_loss_only():
+    from t2m_cli.evaluation.plots import curve_panels
+
+    paper = [{"epoch": e, "val_acc": 0.5, "inner_loss": 1.0, "update_norm": 0.3} for e in (1, 2)]
+    induced = [{"epoch": e, "val_acc": 0.5, "inner_loss": 1.0, "update_norm": 0.0} for e in (1, 2)]
+    assert [(k, label) for k, label, _ in curve_panels(paper)] == [
+        ("inner_loss", "inner loss"),
+        ("update_norm", "update norm"),
+    ]
+    assert [(k, label) for k, label, _ in curve_panels(induced)] == [("inner_loss", "loss")]
+    # Records without the columns give no panel at all.
+    assert curve_panels([{"epoch": 1, "val_acc": 0.5}]) == []

@@ -255,6 +255,29 @@ def _best_index(records: Sequence[Mapping[str, Any]], val_acc: list[float]) -> i
     return max(finite)[1] if finite else None
 
 
+def curve_panels(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, Any]]:
+    """The panels below validation accuracy: (metrics key, label, values) of each loss curve
+    the records have.
+
+    A run with no inner loop (``train.objective: induced``) logs an update norm of 0 every
+    epoch: it gets no update-norm panel, and its loss is the induced classifier's.
+    """
+    import numpy as np
+
+    loss = np.array(_column(records, "inner_loss"))
+    norm = np.array(_column(records, "update_norm"))
+    no_inner_loop = bool(np.isfinite(norm).any()) and bool(np.all(np.nan_to_num(norm) == 0))
+    panels = [
+        ("inner_loss", "loss" if no_inner_loop else "inner loss", loss),
+        ("update_norm", "update norm", norm),
+    ]
+    return [
+        (key, label, v)
+        for key, label, v in panels
+        if np.isfinite(v).any() and not (key == "update_norm" and no_inner_loop)
+    ]
+
+
 def plot_training_curves(
     records: Sequence[Mapping[str, Any]], path: Path, title: str, *, dpi: int = DPI
 ) -> Path:
@@ -290,11 +313,7 @@ def plot_training_curves(
     epoch = np.array(_column(records, "epoch"))
     acc = 100 * np.array(_column(records, "val_acc"))
     sem = 100 * np.nan_to_num(np.array(_column(records, "val_sem")), nan=0.0)
-    extra = [
-        (key, label, np.array(_column(records, key)))
-        for key, label in (("inner_loss", "inner loss"), ("update_norm", "update norm"))
-    ]
-    extra = [(key, label, v) for key, label, v in extra if np.isfinite(v).any()]
+    extra = curve_panels(records)
 
     heights = [2.0] + [1.0] * len(extra)
     fig = _new_figure(7.5, 3.2 + 1.7 * len(extra))
