@@ -41,7 +41,8 @@ from t2m_cli.data.registry import download
 from t2m_cli.encoders.dataset import encode_dataset
 from t2m_cli.evaluation.protocol import evaluate_run
 from t2m_cli.evaluation.report import Figure, RunEvaluation, aggregate
-from t2m_cli.training.run import TRAINED_BASELINES, train_baseline, train_run
+from t2m_cli.runs import TRAINED_BASELINES
+from t2m_cli.training.run import train_baseline, train_run
 
 DATASETS = ("shapes", "textmap")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -232,7 +232,7 @@ def save_safetensors(
 
 
 def load_safetensors(
-    path: Path, what: str, *, finite: bool = False
+    path: Path, what: str, *, finite: bool = False, header_only: bool = False
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read every tensor of a safetensors file, on the CPU, and its JSON header.
 
@@ -247,6 +247,7 @@ def load_safetensors(
         what: what the file is, starting the error message (e.g. ``"Feature file"``).
         finite: refuse a file whose floating-point tensors hold a NaN or an infinity: weights
             that diverged (or were edited) make every score computed from them meaningless.
+        header_only: read the header alone (the tensors come back empty, unchecked).
 
     Returns:
         The tensors by name, and the decoded header (empty when the file has none).
@@ -265,7 +266,9 @@ def load_safetensors(
         raise DataError(f"{what} {path} does not exist.")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+            tensors = (
+                {} if header_only else {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+            )
             metadata = f.metadata() or {}
         header = _header(metadata)
     except Exception as exc:  # safetensors raises several types for a damaged file

@@ -366,6 +366,25 @@ class RunConfig(_Section):
     ) = Field(default=None, description="Run folder name; default a timestamp.")
 
 
+PAPER_VALUES: dict[str, Any] = {
+    "model.hidden": 120,
+    "model.linear_skip": False,
+    "train.epochs": 100,
+    "train.patience": None,
+    "train.classes_per_task_max": None,
+    "train.objective": "update",
+    "train.weight_decay": 1e-4,
+    "eval.descriptions": "draw",
+}
+"""The paper's value of every key whose default (the recommended mode) differs from it; the
+fallbacks below, the W baseline and runs recorded before these keys take theirs from here."""
+
+
+def paper_values(*keys: str) -> dict[str, Any]:
+    """`PAPER_VALUES` of ``keys`` (dotted names)."""
+    return {key: PAPER_VALUES[key] for key in keys}
+
+
 class Config(_Section):
     """A whole t2m run configuration."""
 
@@ -380,26 +399,31 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _recommended_defaults_fit_the_model(self) -> Config:
-        # The recommended defaults of model.linear_skip and train.classes_per_task_max are for
-        # EV (and IVEV) class tasks; left unset, they fall back to the paper's for a model, a
-        # task or a task sampling that cannot take them. Set explicitly, they are checked below.
-        if "linear_skip" not in self.model.model_fields_set and self.model.hn_type != "EV":
-            self.model.linear_skip = False
-        fixed_k = self.model.hn_type in ("W", "WW") or self.train.task == "supersets"
-        train = self.train
-        if self.model.hn_type in ("W", "WW") and train.task == "classes":
+        # Some recommended defaults are for EV (and IVEV) class tasks; left unset, they fall
+        # back to the paper's (`PAPER_VALUES`) for a model, a task or a task sampling that
+        # cannot take them. Set explicitly, they are checked below.
+        concat = self.model.hn_type in ("W", "WW")
+        if self.model.hn_type != "EV":
+            self._paper_unless_set("model.linear_skip")
+        if concat and self.train.task == "classes":
             # Trained on their induced classifiers with weight decay 0.05, W and WW emit the
             # same logits for both classes (pair accuracy 50% on shapes and textmap).
-            if "objective" not in train.model_fields_set:
-                train.objective = "update"
-            if "weight_decay" not in train.model_fields_set:
-                train.weight_decay = 1e-4
-        if "classes_per_task_max" not in train.model_fields_set:
-            if fixed_k or train.task_sampling == "once":
-                train.classes_per_task_max = None
-            elif (train.classes_per_task_max or 0) < train.classes_per_task:
-                train.classes_per_task_max = train.classes_per_task
+            self._paper_unless_set("train.objective", "train.weight_decay")
+        if concat or self.train.task == "supersets" or self.train.task_sampling == "once":
+            self._paper_unless_set("train.classes_per_task_max")
+        train = self.train
+        top = train.classes_per_task_max
+        if "classes_per_task_max" not in train.model_fields_set and top is not None:
+            train.classes_per_task_max = max(top, train.classes_per_task)
         return self
+
+    def _paper_unless_set(self, *keys: str) -> None:
+        """Give each dotted key its `PAPER_VALUES` value, unless the config sets it."""
+        for key, value in paper_values(*keys).items():
+            section_name, name = key.split(".")
+            section = getattr(self, section_name)
+            if name not in section.model_fields_set:
+                setattr(section, name, value)
 
     @model_validator(mode="after")
     def _fixed_k_types_train_on_pairs(self) -> Config:

@@ -71,6 +71,11 @@ def command_line_settings(
     return found
 
 
+def override_keys(overrides: Iterable[str]) -> set[str]:
+    """The dotted keys that ``section.key=value`` tokens set, as `apply_overrides` reads them."""
+    return {token.partition("=")[0].strip() for token in overrides}
+
+
 def apply_overrides(
     data: Mapping[str, Any],
     overrides: Iterable[str] = (),

@@ -37,7 +37,7 @@ from t2m_cli.atomic import (
     write_json,
     write_text,
 )
-from t2m_cli.config import Config, config_to_dict, load_config
+from t2m_cli.config import Config, config_to_dict, load_config, paper_values
 from t2m_cli.errors import DataError, UserInputError
 from t2m_cli.paths import (
     CHECKPOINT_BEST,
@@ -146,15 +146,15 @@ def is_run(folder: Path) -> bool:
     return (folder / RUN_CONFIG).is_file() and (folder / RUN_INFO).is_file()
 
 
-RECORDED_BEFORE_RECOMMENDED: dict[str, Any] = {
-    "model.linear_skip": False,
-    "train.classes_per_task_max": None,
-    "train.objective": "update",
-    "train.patience": None,
-    "eval.descriptions": "draw",
-}
+RECORDED_BEFORE_RECOMMENDED: dict[str, Any] = paper_values(
+    "model.linear_skip",
+    "train.classes_per_task_max",
+    "train.objective",
+    "train.patience",
+    "eval.descriptions",
+)
 """Keys that came with the recommended mode, and what a run whose config.yaml predates them
-trained and was evaluated with: the paper's rule."""
+trained and was evaluated with: the paper's values."""
 
 
 def predating_keys(folder: Path) -> dict[str, Any]:
@@ -224,6 +224,11 @@ def metrics_path(folder: Path) -> Path:
     return folder / METRICS
 
 
+TRAINED_BASELINES = ("W",)
+"""Baselines trained into ``RUN/baselines/<name>`` (`t2m train --baseline`) and read from there
+at evaluation; the others are fitted at evaluation."""
+
+
 def baseline_dir(folder: Path, name: str) -> Path:
     """Where a run keeps its trained baseline ``name`` (itself a run folder)."""
     return folder / BASELINES_DIR / name
@@ -291,7 +296,7 @@ def training_done(folder: Path, config: Config) -> bool:
     patience = config.train.patience
     if patience is None or not has_state(folder):
         return False
-    return int(load_state(folder)[1].get("since_best", 0)) >= patience
+    return int(state_facts(folder).get("since_best", 0)) >= patience
 
 
 def truncate_metrics(folder: Path, epoch: int) -> None:
@@ -312,8 +317,20 @@ def save_state(folder: Path, tensors: dict[str, torch.Tensor], facts: dict[str, 
     save_safetensors(folder / TRAIN_STATE, tensors, {"t2m": dumps_json(facts)})
 
 
-def load_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read the state written by `save_state`.
+def state_facts(folder: Path) -> dict[str, Any]:
+    """The facts `save_state` wrote (epoch, best, since_best, ...), without reading tensors.
+
+    Raises:
+        UserInputError, DataError: as `load_state`.
+    """
+    return load_state(folder, header_only=True)[1]
+
+
+def load_state(
+    folder: Path, header_only: bool = False
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read the state written by `save_state`: its tensors and facts (with ``header_only``,
+    the facts alone and no tensors).
 
     Raises:
         UserInputError: the run has no state file (it stopped before its first epoch ended, or
@@ -328,7 +345,9 @@ def load_state(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             f"another run.name (a {CHECKPOINT_BEST} it holds can still be evaluated)."
         )
     try:
-        return load_safetensors(folder / TRAIN_STATE, "Training state", finite=True)
+        return load_safetensors(
+            folder / TRAIN_STATE, "Training state", finite=True, header_only=header_only
+        )
     except DataError as exc:
         raise DataError(
             f"{exc} The run cannot be resumed from it; train again with `t2m train`."

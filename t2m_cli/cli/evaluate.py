@@ -256,7 +256,9 @@ def _check_policies(folders: list[Path], settings: list[str]) -> None:
     Raises:
         UserInputError: two runs record different ``eval.descriptions``.
     """
-    if len(folders) < 2 or any(o.split("=", 1)[0].strip() == "eval.descriptions" for o in settings):
+    from t2m_cli.config_text import override_keys
+
+    if len(folders) < 2 or "eval.descriptions" in override_keys(settings):
         return
     from t2m_cli.runs import load_run
 

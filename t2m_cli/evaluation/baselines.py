@@ -330,6 +330,3 @@ BASELINES: dict[str, Callable[[BaselineInputs], tuple[Any, dict[str, Any]]]] = {
 """Baselines `t2m evaluate --baseline` scores beside the run's hypernetwork: ridge and ESZSL
 are fitted in closed form at evaluation; W is read from the run folder (`t2m train --baseline
 W`)."""
-
-READ_BASELINES = ("W",)
-"""The baselines read from the run folder rather than fitted at evaluation."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from t2m_cli import runs
 from t2m_cli.errors import UserInputError
-from t2m_cli.evaluation.baselines import BASELINES, READ_BASELINES, BaselineInputs
+from t2m_cli.evaluation.baselines import BASELINES, BaselineInputs
 from t2m_cli.evaluation.report import HYPERNET, Figure, RunEvaluation
 from t2m_cli.paths import text_cache_dir
 
@@ -174,7 +174,7 @@ def evaluate_run(
     for baseline in baselines:
         if log is not None:
             # A trained baseline (W) is read from the run folder, the others fitted here.
-            verb = "reading" if baseline in READ_BASELINES else "fitting"
+            verb = "reading" if baseline in runs.TRAINED_BASELINES else "fitting"
             log(f"{verb} baseline {baseline}")
         model, hyper = BASELINES[baseline](inputs)
         evaluation.hyperparameters[baseline] = hyper
@@ -202,7 +202,9 @@ def evaluate_run(
 
 def _predating(run_dir: Path, overrides: Sequence[str]) -> dict[str, Any]:
     """`runs.predating_keys` of a run, less those this evaluation's overrides set."""
-    given = {o.split("=", 1)[0].strip() for o in overrides}
+    from t2m_cli.config_text import override_keys
+
+    given = override_keys(overrides)
     return {k: v for k, v in runs.predating_keys(run_dir).items() if k not in given}
 
 

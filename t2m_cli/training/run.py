@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from t2m_cli import runs
-from t2m_cli.config import Config, config_to_dict, validate_config
+from t2m_cli.config import Config, config_to_dict, paper_values, validate_config
 from t2m_cli.data.texts import class_name_text, describer_for, with_policy
 from t2m_cli.errors import DataError, T2MError, UserInputError
 from t2m_cli.paths import text_cache_dir
@@ -296,7 +296,7 @@ def _run_epochs(
         torch.set_num_threads(threads)
         for logger in loggers:
             logger.close()
-    last = int(runs.load_state(folder)[1]["epoch"])
+    last = int(runs.state_facts(folder)["epoch"])
     # A run whose patience ran out with its last epoch still trained every epoch.
     if trainer.stopped_early() and last < config.train.epochs:
         info["stopped_early"] = {"after_epoch": last}
@@ -397,23 +397,26 @@ def _train_epochs(
     return best
 
 
-TRAINED_BASELINES = ("W",)
-"""Baselines that need training: `train_baseline` trains them into ``RUN/baselines/<name>``."""
-
-
 def _check_trained_baseline(name: str) -> None:
-    """Refuse a name outside `TRAINED_BASELINES`; it names a folder, so before any path is made
-    of it (``--baseline ..`` would be the run folder itself)."""
-    if name not in TRAINED_BASELINES:
+    """Refuse a name outside `runs.TRAINED_BASELINES`; it names a folder, so before any path
+    is made of it (``--baseline ..`` would be the run folder itself)."""
+    if name not in runs.TRAINED_BASELINES:
         raise UserInputError(
             f"'{name}' is not a baseline that needs training; `t2m train --baseline` takes "
-            f"{', '.join(TRAINED_BASELINES)} (ridge and eszsl are fitted by `t2m evaluate`)."
+            f"{', '.join(runs.TRAINED_BASELINES)} (ridge and eszsl are fitted by `t2m evaluate`)."
         )
 
 
-PAPER_W = {"hidden": 120, "objective": "update", "weight_decay": 1e-4, "patience": None}
-"""The paper's model width and training rule, which the W baseline always trains with (for the
-run's number of epochs)."""
+PAPER_W = paper_values(
+    "model.hidden",
+    "model.linear_skip",
+    "train.classes_per_task_max",
+    "train.objective",
+    "train.weight_decay",
+    "train.patience",
+)
+"""The paper's model and training rule, which the W baseline always trains with (for the run's
+number of epochs)."""
 
 
 def baseline_config(config: Config, folder: Path, name: str) -> Config:
@@ -429,15 +432,14 @@ def baseline_config(config: Config, folder: Path, name: str) -> Config:
     _check_trained_baseline(name)
     data = config_to_dict(config)
     data["model"]["hn_type"] = name
-    data["model"]["linear_skip"] = False
     # W is the paper's baseline, trained by the paper's rule whatever the run's mode: under
     # the recommended mode's objective and weight decay it emitted the same logits for both
     # classes (pair accuracy 50% on shapes and textmap), and stopping it by patience left it
     # 20 points below its paper-mode accuracy on textmap.
-    data["model"]["hidden"] = PAPER_W["hidden"]
-    data["train"].update({k: v for k, v in PAPER_W.items() if k != "hidden"})
+    for dotted, value in PAPER_W.items():
+        section, key = dotted.split(".")
+        data[section][key] = value
     data["train"]["classes_per_task"] = 2
-    data["train"]["classes_per_task_max"] = None
     data["run"] = {"dir": str(folder.parent), "name": folder.name}
     data["wandb"]["enabled"] = False
     return validate_config(data, f"the {name} baseline's config")
@@ -457,7 +459,7 @@ def train_baseline(
 
     Args:
         run_dir: a run folder written by `train_run`.
-        name: a name from `TRAINED_BASELINES`.
+        name: a name from `runs.TRAINED_BASELINES`.
         cache_dir: cache root override.
         on_epoch: called after each epoch with its result.
 
