@@ -94,7 +94,7 @@ def test_induced_objective_descends_the_emitted_classifiers_own_loss(
 
     monkeypatch.setattr(loop, "inner_train", no_inner_loop)
     trainer = _trainer(tiny_root, uneven=True, objective="induced")
-    tasks = sample_tasks(len(trainer.seen), 2, n_tasks, torch.Generator().manual_seed(1))
+    tasks = sample_tasks(trainer.groups[0], 2, n_tasks, torch.Generator().manual_seed(1))
     if n_tasks > 1:
         _, _, counts = trainer.task_data(tasks)
         assert len(set(counts.tolist())) > 1, "tasks of different sizes test the padding"

@@ -115,6 +115,18 @@ class EpochResult:
         }
 
 
+def shuffled(n: int, n_tasks: int, generator: torch.Generator, fill: bool = True) -> torch.Tensor:
+    """``n_tasks`` indices in ``range(n)``, none twice until all have come: successive random
+    permutations, as many as ``n_tasks`` needs (``fill``), or one (without ``fill``: then at
+    most ``n`` indices).
+
+    Returns:
+        (min(n_tasks, n) or n_tasks,) int64.
+    """
+    reps = -(-n_tasks // n) if fill else 1
+    return torch.cat([torch.randperm(n, generator=generator) for _ in range(reps)])[:n_tasks]
+
+
 def sample_tasks(
     n_classes: int | Sequence[int],
     k: int,
@@ -152,9 +164,7 @@ def sample_tasks(
         )
     if k == 2:
         pairs = torch.cat([ordered_pairs(n) + at for n, at in zip(sizes, offsets) if n >= 2])
-        reps = -(-n_tasks // len(pairs)) if fill else 1
-        order = torch.cat([torch.randperm(len(pairs), generator=generator) for _ in range(reps)])
-        return pairs[order[:n_tasks]]
+        return pairs[shuffled(len(pairs), n_tasks, generator, fill)]
     tuples = torch.tensor([float(math.perm(n, k)) for n in sizes], dtype=torch.float64)
     if int((tuples > 0).sum()) == 1:
         # One group to draw from: no draw of the group, so a single group's stream is as it
@@ -210,7 +220,6 @@ class Trainer:
         self.outer = outer
         self.device = device
         self.features = dataset.features.to(device)
-        self.seen = torch.tensor([dataset.index(c) for c in dataset.split.seen])
         groups = [dataset.split.seen]
         if outer.val_classes == "train":
             groups.append(dataset.split.val)

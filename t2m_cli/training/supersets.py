@@ -19,7 +19,7 @@ from t2m_cli.models.hypernet import Hypernetwork
 from t2m_cli.scoring.metrics import Summary, summarize
 from t2m_cli.scoring.supersets import superset_aucs
 from t2m_cli.training.inner import InnerSettings
-from t2m_cli.training.loop import OuterSettings, Trainer
+from t2m_cli.training.loop import OuterSettings, Trainer, shuffled
 
 
 def superset_tasks(
@@ -37,9 +37,7 @@ def superset_tasks(
     """
     if n_attributes < 1:
         raise ValueError("super-set tasks need at least one attribute")
-    reps = -(-n_tasks // n_attributes) if fill else 1
-    order = torch.cat([torch.randperm(n_attributes, generator=generator) for _ in range(reps)])
-    return order[:n_tasks].unsqueeze(1)
+    return shuffled(n_attributes, n_tasks, generator, fill).unsqueeze(1)
 
 
 class SupersetTrainer(Trainer):
