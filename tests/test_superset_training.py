@@ -87,7 +87,7 @@ def test_training_moves_the_single_logit_towards_the_attribute(
             *rule,
         ),
     )
-    trainer, _ = _build_trainer(config, None)
+    trainer, *_ = _build_trainer(config, None)
 
     def gaps() -> torch.Tensor:
         """Per training attribute: mean logit on positive rows minus on negative rows."""
@@ -122,7 +122,7 @@ def test_balanced_tasks_have_equal_sides_drawn_from_the_labelled_seen_training_r
     from t2m_cli.training.run import _build_trainer
 
     extra = ("train.superset_balance=subsample", "train.device=cpu")
-    trainer, _ = _build_trainer(
+    trainer, *_ = _build_trainer(
         load_config(None, _overrides(tiny_root, tmp_path, "b", *extra)), None
     )
     ds = trainer.dataset
@@ -155,7 +155,7 @@ def test_balanced_tasks_have_equal_sides_drawn_from_the_labelled_seen_training_r
     assert torch.equal(trainer.task_data(every)[0], again[0])
 
     # Without balancing every task reads every labelled training row.
-    plain, _ = _build_trainer(load_config(None, _overrides(tiny_root, tmp_path, "p")), None)
+    plain, *_ = _build_trainer(load_config(None, _overrides(tiny_root, tmp_path, "p")), None)
     rows, _, counts = plain.task_data(every)
     assert (counts == len(plain.task_rows)).all() and rows.shape[1] == len(plain.task_rows)
 
@@ -167,7 +167,7 @@ def test_fixed_k_hypernetworks_are_built_for_one_description(tiny_root, tmp_path
     config = load_config(None, [*_overrides(tiny_root, tmp_path, "w"), f"model.hn_type={hn_type}"])
     # train.classes_per_task is a class-task setting: a super-set W ignores it.
     load_config(None, [*_overrides(tiny_root, tmp_path, "w"), "train.classes_per_task=3"])
-    trainer, _ = _build_trainer(config, None)
+    trainer, *_ = _build_trainer(config, None)
     assert trainer.hypernet.hn_type == hn_type and trainer.hypernet.fixed_k == 1
     assert len(list(trainer.epochs())) == 3
 

@@ -378,7 +378,7 @@ def test_training_chooses_the_epoch_on_the_evaluated_descriptions(tiny_root, tmp
     trainers = {}
     for policy in ("draw", "mean"):
         config = _config(tiny_root, tmp_path, policy, f"eval.descriptions={policy}")
-        trainers[policy], _ = _build_trainer(config, tmp_path / "cache")
+        trainers[policy], *_ = _build_trainer(config, tmp_path / "cache")
     draw, mean = trainers["draw"], trainers["mean"]
     n_texts = sum(len(d) for d in draw.dataset.descriptions.values())
     # Training still draws one description at a time.

@@ -27,8 +27,11 @@ if TYPE_CHECKING:
     from t2m_cli.training.loop import EpochResult, Trainer
 
 
-def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, FeatureNorm | None]:
-    """Everything a run trains with, built from its config: data, texts, model, optimiser."""
+def _build_trainer(
+    config: Config, cache_dir: Path | None
+) -> tuple[Trainer, FeatureNorm | None, TextEncoder]:
+    """Everything a run trains with, built from its config: data, texts, model, optimiser, and
+    the text encoder that embedded the texts (the run records its facts)."""
     import torch
 
     from t2m_cli.data.dataset import SPLIT_FILE
@@ -92,7 +95,7 @@ def _build_trainer(config: Config, cache_dir: Path | None) -> tuple[Trainer, Fea
         if supersets
         else Trainer(*args, val_bank=val_bank)
     )
-    return trainer, norm
+    return trainer, norm, encoder
 
 
 def _superset_texts(
@@ -144,16 +147,16 @@ def train_run(
             folder is made), or the folder already holds a run.
         T2MError: training failed; a run that finished no epoch leaves no folder behind.
     """
-    trainer, norm = _build_trainer(config, cache_dir)
-    return _new_run(config, trainer, norm, on_epoch, cache_dir, log, quiet=quiet)
+    trainer, norm, encoder = _build_trainer(config, cache_dir)
+    return _new_run(config, trainer, norm, encoder, on_epoch, log, quiet=quiet)
 
 
 def _new_run(
     config: Config,
     trainer: Trainer,
     norm: FeatureNorm | None,
+    encoder: TextEncoder,
     on_epoch: Callable[[EpochResult], None] | None,
-    cache_dir: Path | None,
     log: Callable[[str], None] | None = None,
     quiet: bool = False,
 ) -> Path:
@@ -179,9 +182,7 @@ def _new_run(
         "versions": runs.library_versions(),
     }
     with runs.new_run(config, info) as folder:
-        return _run_epochs(
-            config, trainer, norm, folder, info, 1, on_epoch, cache_dir=cache_dir, quiet=quiet
-        )
+        return _run_epochs(config, trainer, norm, encoder, folder, info, 1, on_epoch, quiet=quiet)
 
 
 def resume_run(
@@ -219,7 +220,7 @@ def resume_run(
         )
     # Epochs trained on another model's embeddings would not continue the ones saved.
     meta = _check_text_model(config, folder, cache_dir)
-    trainer, norm = _build_trainer(config, cache_dir)
+    trainer, norm, encoder = _build_trainer(config, cache_dir)
     # Nor would epochs trained on other features.
     check_trained_features(meta, trainer.dataset.source, f"Run {folder}", folder, config)
     trainer.load_state(tensors, facts)
@@ -230,12 +231,12 @@ def resume_run(
         config,
         trainer,
         norm,
+        encoder,
         folder,
         info,
         epoch + 1,
         on_epoch,
         facts["best"],
-        cache_dir,
         quiet=quiet,
     )
 
@@ -244,19 +245,19 @@ def _run_epochs(
     config: Config,
     trainer: Trainer,
     norm: FeatureNorm | None,
+    encoder: TextEncoder,
     folder: Path,
     info: dict[str, Any],
     start: int,
     on_epoch: Callable[[EpochResult], None] | None,
     best: dict[str, Any] | None = None,
-    cache_dir: Path | None = None,
     quiet: bool = False,
 ) -> Path:
     """Train epochs ``start..`` with checkpoints and logs, then record the run's summary."""
     import torch
 
     from t2m_cli.encoders.dataset import trained_features_facts
-    from t2m_cli.encoders.text import make_text_encoder, trained_model_facts
+    from t2m_cli.encoders.text import trained_model_facts
 
     # The first seen class's first text in the bank: embedded already, so read from the cache.
     first = trainer.dataset.split.seen[0]
@@ -265,7 +266,6 @@ def _run_epochs(
         if config.text.source == "names"
         else trainer.dataset.descriptions[first][0]
     )
-    encoder = make_text_encoder(config.text.model, cache_dir=text_cache_dir(cache_dir))
     meta = {
         "text_model": config.text.model,
         # The name alone would let `evaluate` and `induce` embed with whatever model is saved
@@ -496,9 +496,9 @@ def train_baseline(
                 f"evaluate it with `t2m evaluate {run_dir} --baseline {name}`."
             )
         return resume_run(folder, cache_dir, on_epoch)
-    trainer, norm = _build_trainer(wanted, cache_dir)
+    trainer, norm, encoder = _build_trainer(wanted, cache_dir)
     # Nor would one trained on other features; checked before the folder below is replaced.
     check_trained_features(meta, trainer.dataset.source, f"Run {run_dir}", run_dir, config)
     if folder.exists():
         shutil.rmtree(folder)  # started, but no epoch finished: nothing to keep
-    return _new_run(wanted, trainer, norm, on_epoch, cache_dir)
+    return _new_run(wanted, trainer, norm, encoder, on_epoch)
