@@ -74,8 +74,23 @@ class Split:
             raise ValueError(f"unknown split part {name!r}")
         return tuple(getattr(self, name))
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Every class of the split: seen, then validation, then unseen."""
+        return (*self.seen, *self.val, *self.unseen)
+
     def to_json(self) -> dict[str, list[str]]:
         return {"seen": list(self.seen), "val": list(self.val), "unseen": list(self.unseen)}
+
+    @classmethod
+    def read(cls, root: Path) -> Split:
+        """The split of a dataset folder, from its ``split.json``.
+
+        Raises:
+            DataError: the file is missing, unreadable or not a valid split (names the file).
+        """
+        path = root / SPLIT_FILE
+        return cls.from_json(read_json(path, "split"), str(path))
 
     @classmethod
     def from_json(cls, data: Any, source: str = "split") -> Split:
@@ -486,11 +501,11 @@ def load_dataset(root: Path, name: str, feature_name: str) -> ZeroShotDataset:
             disagree: a class without features or description, or a split that training or a
             protocol could not use (`t2m_cli.data.requirements`).
     """
-    split = Split.from_json(read_json(root / SPLIT_FILE, "split"), str(root / SPLIT_FILE))
+    split = Split.read(root)
     descriptions = read_file(DescriptionsFile, root / DESCRIPTIONS_FILE, "descriptions")
     feature_file = root / FEATURES_DIR / f"{feature_name}.safetensors"
     features, labels, is_test, classes, meta = load_features(feature_file)
-    missing = [c for c in (*split.seen, *split.val, *split.unseen) if c not in classes]
+    missing = [c for c in split.classes if c not in classes]
     if missing:
         raise DataError(
             f"Split classes {missing} have no features in {root}. Build them: {BUILD_FEATURES}."

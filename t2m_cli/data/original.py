@@ -322,7 +322,7 @@ def convert_original_dataset(
     dims = {m.shape[1] for part in parts.values() for m in part.values()}
     if len(dims) > 1:
         raise DataError(f"The feature files under {where} disagree on the size {sorted(dims)}.")
-    classes = [*split.seen, *split.val, *split.unseen]
+    classes = list(split.classes)
     index = {c: i for i, c in enumerate(classes)}
     blocks, labels, flags = [], [], []
     order = [

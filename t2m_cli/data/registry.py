@@ -191,9 +191,7 @@ def _apply_text_file(kind: str, path: Path, source: str, name: str, root: Path) 
     from t2m_cli.data.dataset import (
         ATTRIBUTES_FILE,
         DESCRIPTIONS_FILE,
-        SPLIT_FILE,
         Split,
-        read_json,
         write_json,
     )
     from t2m_cli.data.original import (
@@ -203,8 +201,8 @@ def _apply_text_file(kind: str, path: Path, source: str, name: str, root: Path) 
         read_descriptors,
     )
 
-    split = Split.from_json(read_json(root / SPLIT_FILE, "split"), str(root / SPLIT_FILE))
-    classes = [*split.seen, *split.val, *split.unseen]
+    split = Split.read(root)
+    classes = list(split.classes)
     if kind == "descriptors":
         texts = match_descriptions(read_descriptors(path, source), classes, name, source)
         write_json(root / DESCRIPTIONS_FILE, texts)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from t2m_cli.config import Config, PointNetConfig
-from t2m_cli.data.dataset import SPLIT_FILE, FeatureSource, Split, load_dataset, read_json
+from t2m_cli.data.dataset import FeatureSource, Split, load_dataset
 from t2m_cli.data.registry import DATASETS, check_features, dataset_folder
 from t2m_cli.data.texts import class_name_text
 from t2m_cli.encoders.text import make_text_encoder
@@ -64,7 +64,7 @@ def encode_dataset(
     name = config.dataset.name
     spec = DATASETS.get(name)
     root = dataset_folder(name, config.dataset.root, cache_dir)
-    split = Split.from_json(read_json(root / SPLIT_FILE, "split"), str(root / SPLIT_FILE))
+    split = Split.read(root)
     feature_file = root / "features" / f"{config.dataset.features}.safetensors"
     built = False
     if spec is not None and spec.meshes:
@@ -93,7 +93,7 @@ def encode_dataset(
     # Read as `t2m train` reads it, so a dataset that training would refuse (a split without
     # what training and the protocols need, ...) is refused now, before any text is embedded.
     descriptions = load_dataset(root, name, config.dataset.features).descriptions
-    classes = [*split.seen, *split.val, *split.unseen]
+    classes = split.classes
     texts = sorted(
         {class_name_text(c) for c in classes}
         | {t for c in classes for t in descriptions.get(c, [])}

@@ -359,7 +359,7 @@ def encode_point_features(
         return lambda done, total: progress(begin + (end - begin) * done // max(total, 1), 100)
 
     points, labels, is_test, classes = load_point_clouds(root, n_points, seed, stage(0, 25))
-    missing = [c for c in (*split.seen, *split.val, *split.unseen) if c not in classes]
+    missing = [c for c in split.classes if c not in classes]
     if missing:
         raise DataError(f"Split classes {missing} have no meshes under {root}.")
     seen_ids = torch.tensor([classes.index(c) for c in split.seen])
