@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -289,3 +290,48 @@ def test_fixed_inner_order_keeps_one_permutation_per_task_for_every_epoch():
     assert torch.equal(reshuffled[0], fixed[0]) and not torch.equal(reshuffled[1], fixed[1])
     assert InnerSettings.from_config(TrainConfig(inner_order="fixed")).order == "fixed"
     assert DEFAULTS.order == TrainConfig().inner_order == "reshuffle"
+
+
+def _hidden_kind(target):
+    """The same target behind a wrapper, so that `inner_train` cannot tell its kind and
+    takes the autograd path."""
+    return lambda params, x: target(params, x)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+@pytest.mark.parametrize("n_tasks", [1, 3])
+def test_written_out_gradients_match_autograd(kind, k, n_tasks):
+    """Every shortcut (one linear task, the batched written-out gradients of both targets,
+    binary cross-entropy for k = 1) against autograd on the same orders, tasks of unequal
+    sizes included."""
+    g = torch.Generator().manual_seed(k + n_tasks)
+    counts = torch.tensor([37, 20, 29][:n_tasks])
+    x = torch.randn(n_tasks, 37, 6, generator=g)
+    y = torch.randint(0, max(k, 2), (n_tasks, 37), generator=g)
+    target = {"linear": linear_target, "mlp": mlp_target}[kind]
+    theta0 = {"weight": torch.randn(n_tasks, k, 6 if kind == "linear" else 4, generator=g)}
+    theta0["bias"] = torch.randn(n_tasks, k, generator=g)
+    if kind == "mlp":
+        theta0["hidden.weight"] = torch.randn(n_tasks, 4, 6, generator=g)
+        theta0["hidden.bias"] = torch.randn(n_tasks, 4, generator=g)
+    settings = InnerSettings(epochs=2, batch_size=8, lr=0.05, momentum=0.9, weight_decay=0.01)
+    order = minibatch_order(counts, 2, torch.Generator().manual_seed(1))
+    fast, fast_loss = inner_train(target, theta0, *_flat(x), y, counts, settings, order)
+    slow, slow_loss = inner_train(
+        _hidden_kind(target), theta0, *_flat(x), y, counts, settings, order
+    )
+    torch.testing.assert_close(fast_loss, slow_loss)
+    for name in theta0:
+        torch.testing.assert_close(fast[name], slow[name], rtol=1e-5, atol=1e-6)
+        assert not torch.equal(fast[name], theta0[name]), "the loop trained nothing"
+
+
+def test_target_kinds_are_told_apart():
+    from t2m_cli.models.hypernet import build_hypernet, target_kind_of
+
+    assert target_kind_of(linear_target) == "linear"
+    assert target_kind_of(mlp_target) == "mlp"
+    assert target_kind_of(build_hypernet("EV", text_dim=4, feature_dim=3).target) == "linear"
+    assert target_kind_of(build_hypernet("WW", text_dim=4, feature_dim=3).target) == "mlp"
+    assert target_kind_of(_hidden_kind(linear_target)) is None

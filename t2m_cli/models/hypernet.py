@@ -369,3 +369,22 @@ def build_hypernet(hn_type: str, **kwargs: Any) -> Hypernetwork:
             f"{hn_type} hypernetwork has none. Set model.linear_skip=false, or use EV."
         )
     return cls(**kwargs)
+
+
+def target_kind_of(target: object) -> str | None:
+    """The `TARGETS` key of a target forward pass, or None when it is not known to be one.
+
+    Known: the functions in `TARGETS` themselves, and the ``target`` method of a
+    `Hypernetwork` that keeps the inherited one (it runs ``TARGETS[target_kind]``). Anything
+    else, such as a function that wraps a target, is unknown; callers then fall back to
+    generic code (autograd) rather than assume its form.
+    """
+    for kind, fn in TARGETS.items():
+        if target is fn:
+            return kind
+    owner = getattr(target, "__self__", None)
+    if isinstance(owner, Hypernetwork) and getattr(target, "__func__", None) is (
+        Hypernetwork.target
+    ):
+        return owner.target_kind if owner.target_kind in TARGETS else None
+    return None

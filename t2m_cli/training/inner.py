@@ -7,7 +7,10 @@ task's features (the inner loop); the hypernetwork then moves along
 
 The inner optimiser is plain SGD with momentum and weight decay, written out on tensors so that
 many tasks, of any sizes, train at once along a leading task dimension; its update matches
-``torch.optim.SGD`` (dampening 0, no Nesterov) step for step.
+``torch.optim.SGD`` (dampening 0, no Nesterov) step for step. The inner gradients of the known
+targets are written out (cross-entropy's softmax minus one-hot, back through one or two
+layers): a task's some 45 tiny steps cost their per-operation overhead, not arithmetic, and
+autograd doubles the operations.
 
 The inner loss follows the target's output width: k >= 2 logits are a class task (cross-entropy,
 label = position of the class in the task); a single logit (k = 1) is a super-set task (binary
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 import torch.nn.functional as F
 
-from t2m_cli.models.hypernet import TargetParams
+from t2m_cli.models.hypernet import TargetParams, linear_target, target_kind_of
 
 if TYPE_CHECKING:
     from t2m_cli.config import TrainConfig
@@ -84,10 +87,9 @@ def minibatch_order(
     # Random keys below 1 for real samples and 2 for padding: sorting puts a uniformly random
     # permutation of the real samples first, for every task at once.
     draws = 1 if fixed else epochs
-    orders = [
-        torch.rand(len(counts), n_max, generator=generator).masked_fill(pad, 2.0).argsort(1)
-        for _ in range(draws)
-    ]
+    # One draw for all epochs: the same numbers as one (T, n_max) draw per epoch in turn.
+    keys = torch.rand(draws, len(counts), n_max, generator=generator).masked_fill(pad, 2.0)
+    orders = list(keys.argsort(2).unbind(0))
     return orders * epochs if fixed else orders
 
 
@@ -107,6 +109,12 @@ def inner_train(
     step j every task takes its own j-th minibatch; a task whose epoch has no j-th minibatch
     sits the step out (no update, momentum untouched), so each task follows exactly the steps
     it would follow alone. A short last minibatch is averaged over its real samples only.
+
+    For the targets `target_kind_of` knows (linear and two-layer) the gradients are written
+    out rather than taken by autograd, and one task of a linear target (the paper's rule)
+    takes `_one_linear_task`; any other target takes autograd. All give the same updates up
+    to float rounding. The loop reads no value back from the device: ``counts`` is read on
+    the CPU, before the first step.
 
     Args:
         target: the target forward pass, ``target(params, x) -> logits``.
@@ -130,19 +138,46 @@ def inner_train(
     """
     # The inner weights live in the features' precision even when theta_0 was emitted under
     # autocast: SGD steps of 1e-4 vanish in bfloat16.
-    params = {
-        k: v.detach().to(features.dtype).clone().requires_grad_(True) for k, v in theta0.items()
-    }
-    momentum = {k: torch.zeros_like(v) for k, v in params.items()}
-    n_tasks = y.shape[0]
+    names = list(theta0)
+    params = [theta0[k].detach().to(features.dtype).clone() for k in names]
+    momentum = [torch.zeros_like(p) for p in params]
+    kind = target_kind_of(target)
+    if (
+        kind == "linear"
+        and rows.shape[0] == 1
+        and not torch.is_autocast_enabled(features.device.type)
+    ):
+        return _one_linear_task(
+            params, features, rows[0], y[0], int(counts.cpu()[0]), settings, order
+        )
+    gradient = _ANALYTIC.get(str(kind))
+    if gradient is None:
+        gradient = _autograd_gradient(target)
+    n_tasks, n_max = rows.shape
     device = features.device
-    counts = counts.to(device)
     batch = settings.batch_size
+    # Everything that depends on the counts is worked out once, on the CPU (the counts come
+    # from there): the loop itself then needs no value back from the device.
+    counts = counts.cpu()
     n_steps = -(-int(counts.max()) // batch)
+    position = torch.arange(n_max)
+    valid = position < counts.unsqueeze(1)
+    step_of = position // batch
+    n_valid = torch.zeros(n_tasks, n_steps, dtype=torch.long).scatter_add_(
+        1, step_of.expand(n_tasks, -1), valid.long()
+    )
+    # Each sample's weight in its task's minibatch mean: 1 / (real samples in that minibatch),
+    # 0 for padding. A task with no sample in a step sits it out.
+    weight = (valid / n_valid.gather(1, step_of.expand(n_tasks, -1)).clamp_min(1)).to(
+        device=device, dtype=features.dtype
+    )
+    everyone = (n_valid > 0).all(0).tolist()
+    active = (n_valid > 0).to(device=device, dtype=features.dtype)
     first_loss: torch.Tensor | None = None
     # One buffer for every minibatch: index_select into preallocated memory measured 3x faster
     # than advanced indexing on CPU, and the gather is most of an inner step's time.
     buffer = torch.empty(n_tasks * batch, features.shape[1], dtype=features.dtype, device=device)
+    decay, lr, beta = settings.weight_decay, settings.lr, settings.momentum
     for perm in order:
         perm = perm.to(device)
         # Sample order of this epoch as rows of `features`: each minibatch is then one
@@ -151,33 +186,180 @@ def inner_train(
         epoch_y = torch.gather(y, 1, perm)
         for step in range(n_steps):
             window = slice(step * batch, (step + 1) * batch)
-            yb = epoch_y[:, window]
-            position = torch.arange(window.start, window.start + yb.shape[1], device=device)
-            valid = position < counts.unsqueeze(1)
             picked = epoch_rows[:, window].reshape(-1)
             xb = torch.index_select(features, 0, picked, out=buffer[: len(picked)]).view(
                 n_tasks, -1, features.shape[1]
             )
-            logits = target(params, xb)
-            loss = _task_loss(logits, yb).reshape(n_tasks, -1)
-            n_valid = valid.sum(1)
-            per_task = (loss * valid).sum(1) / n_valid.clamp_min(1)
+            by_name, loss = gradient(
+                dict(zip(names, params)), xb, epoch_y[:, window], weight[:, window], first_loss
+            )
             if first_loss is None:
-                first_loss = per_task.detach()
-            # Summing per-task means keeps each task's gradient equal to its own mean-loss
-            # gradient: the tasks share no parameters.
-            grads = torch.autograd.grad(per_task.sum(), list(params.values()))
-            active = n_valid > 0
-            with torch.no_grad():
-                for (name, p), g in zip(params.items(), grads):
-                    on = active.view(-1, *[1] * (p.ndim - 1)).to(p.dtype)
-                    d_p = g.add(p, alpha=settings.weight_decay)
-                    buf = momentum[name]
-                    # Active tasks: buf = momentum * buf + d_p; the others keep theirs.
-                    buf.mul_(1 - on * (1 - settings.momentum)).add_(d_p * on)
-                    p.sub_(buf * on, alpha=settings.lr)
+                first_loss = loss
+            grads = [by_name[k] for k in names]
+            # SGD with momentum and weight decay, as torch.optim.SGD: d = g + decay * p,
+            # buf = beta * buf + d, p -= lr * buf (buf = d on the first step, buf being 0).
+            d_p = torch._foreach_add(grads, params, alpha=decay)
+            if everyone[step]:
+                torch._foreach_mul_(momentum, beta)
+                torch._foreach_add_(momentum, d_p)
+                torch._foreach_add_(params, momentum, alpha=-lr)
+            else:
+                # Tasks without a sample in this step keep their weights and momentum.
+                on = active[:, step]
+                for p, buf, d in zip(params, momentum, d_p):
+                    mask = on.view(-1, *[1] * (p.ndim - 1))
+                    buf.mul_(1 - mask * (1 - beta)).add_(d * mask)
+                    p.sub_(buf * mask, alpha=lr)
     assert first_loss is not None, "inner loop ran no step"
-    return {k: v.detach() for k, v in params.items()}, first_loss
+    return dict(zip(names, params)), first_loss
+
+
+def _one_linear_task(
+    params: list[torch.Tensor],
+    features: torch.Tensor,
+    rows: torch.Tensor,
+    y: torch.Tensor,
+    count: int,
+    settings: InnerSettings,
+    order: list[torch.Tensor],
+) -> tuple[TargetParams, torch.Tensor]:
+    """`inner_train` of one task and a linear target (the paper's rule), in the fewest
+    operations: six tensor operations a minibatch, against some twenty in the general path.
+
+    The weight and bias train as one (k, D + 1) matrix against features with a column of
+    ones, so one matrix product gives both gradients and adds them into the momentum buffer;
+    each epoch's rows are gathered once, in that epoch's order, and every minibatch is a
+    view of them. Same updates as the general path, up to float rounding.
+
+    Args:
+        params: ``[weight (1, k, D), bias (1, k)]``, detached copies (trained in place).
+        features: (N, D) feature matrix.
+        rows: (n_max,) the task's rows of ``features``, padded past ``count``.
+        y: (n_max,) labels, as for `inner_train`.
+        count: real samples of the task.
+        settings: inner optimiser settings.
+        order: per inner epoch, a (1, n_max) order (see `minibatch_order`).
+    """
+    weight, bias = params
+    k, width = weight.shape[1], features.shape[1]
+    theta = torch.cat([weight[0], bias[0].unsqueeze(1)], 1)
+    momentum = torch.zeros_like(theta)
+    # The task's rows are read from the feature matrix once, with a column of ones for the
+    # bias; each epoch then reorders this small copy, which stays in cache.
+    rows_of_task = torch.empty(count, width + 1, dtype=features.dtype, device=features.device)
+    torch.index_select(features, 0, rows[:count], out=rows_of_task[:, :width])
+    rows_of_task[:, width] = 1.0
+    x = torch.empty_like(rows_of_task)
+    single = k == 1
+    # Cross-entropy's gradient subtracts the one-hot label; binary cross-entropy's the label.
+    labels = y[:count].unsqueeze(1).to(features.dtype) if single else F.one_hot(y[:count], k)
+    labels = labels.to(features.dtype)
+    target = torch.empty_like(labels)
+    batch = settings.batch_size
+    sizes = [min(batch, count - start) for start in range(0, count, batch)]
+    decay, lr, beta = settings.weight_decay, settings.lr, settings.momentum
+    first_loss: torch.Tensor | None = None
+    for perm in order:
+        # The padding sorts last in every order, so the first `count` entries are the task.
+        perm = perm[0, :count].to(features.device)
+        torch.index_select(rows_of_task, 0, perm, out=x)
+        torch.index_select(labels, 0, perm, out=target)
+        for xb, yb, size in zip(x.split(batch), target.split(batch), sizes):
+            logits = torch.mm(xb, theta.t())
+            if first_loss is None:
+                first_loss = _task_loss(logits.unsqueeze(0), y[perm[:size]]).mean().reshape(1)
+            grad = logits.sigmoid_() if single else logits.softmax(1)
+            grad.sub_(yb)
+            # momentum = beta * momentum + grad, then + decay * theta: d = g + decay * theta.
+            momentum.addmm_(grad.t(), xb, beta=beta, alpha=1 / size)
+            momentum.add_(theta, alpha=decay)
+            theta.sub_(momentum, alpha=lr)
+    assert first_loss is not None, "inner loop ran no step"
+    return {"weight": theta[:, :width].unsqueeze(0), "bias": theta[:, width].unsqueeze(0)}, (
+        first_loss
+    )
+
+
+GradientFn = Callable[
+    [TargetParams, torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"],
+    tuple[TargetParams, torch.Tensor],
+]
+"""``(params, xb, yb, weight, first_loss) -> (gradients, loss)``: the gradient of
+``sum_t sum_i weight[t, i] * loss(t, i)`` for a minibatch ``xb`` (T, b, D) with labels
+``yb`` (T, b), and, while ``first_loss`` is None, the (T,) weighted loss (else anything)."""
+
+
+def _output_gradient(
+    logits: torch.Tensor, yb: torch.Tensor, weight: torch.Tensor, want_loss: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """d(weighted loss)/d(logits) of (T, b, k) logits, and the (T,) weighted loss if wanted.
+
+    Cross-entropy for k >= 2: softmax minus the one-hot label; binary cross-entropy with
+    logits for k = 1: sigmoid minus the 0 / 1 label. Each row scaled by its weight.
+    """
+    w = weight.unsqueeze(-1)
+    if logits.shape[-1] == 1:
+        target = yb.unsqueeze(-1).to(logits.dtype)
+        grad = (torch.sigmoid(logits) - target) * w
+    else:
+        grad = torch.softmax(logits, -1)
+        grad.scatter_add_(-1, yb.unsqueeze(-1), torch.full_like(grad[..., :1], -1.0))
+        grad.mul_(w)
+    if not want_loss:
+        return grad, grad
+    per_sample = _task_loss(logits, yb).view_as(weight)
+    return grad, (per_sample * weight).sum(1)
+
+
+def _written_out_gradient(
+    params: TargetParams,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    weight: torch.Tensor,
+    first_loss: torch.Tensor | None,
+) -> tuple[TargetParams, torch.Tensor]:
+    """`GradientFn` of `linear_target` (dW = G^T x, db = sum_i G_i) and of `mlp_target`
+    (the same for its last layer, then back through the ReLU to its hidden layer); the
+    two-layer target is told by its ``hidden.weight``."""
+    two_layer = "hidden.weight" in params
+    inputs = xb
+    if two_layer:
+        pre = torch.baddbmm(
+            params["hidden.bias"].unsqueeze(1), xb, params["hidden.weight"].transpose(1, 2)
+        )
+        inputs = pre.relu()
+    grad, loss = _output_gradient(linear_target(params, inputs), yb, weight, first_loss is None)
+    grads = {"weight": torch.bmm(grad.transpose(1, 2), inputs), "bias": grad.sum(1)}
+    if two_layer:
+        back = torch.bmm(grad, params["weight"]).mul_(pre > 0)
+        grads["hidden.weight"] = torch.bmm(back.transpose(1, 2), xb)
+        grads["hidden.bias"] = back.sum(1)
+    return grads, loss
+
+
+_ANALYTIC: dict[str, GradientFn] = {"linear": _written_out_gradient, "mlp": _written_out_gradient}
+"""Inner gradients written out for the known targets (`target_kind_of`): about half the
+operations of autograd's, which is most of what one small task costs."""
+
+
+def _autograd_gradient(target: TargetFn) -> GradientFn:
+    """`GradientFn` of any target, by autograd (for targets `target_kind_of` does not know)."""
+
+    def gradient(
+        params: TargetParams,
+        xb: torch.Tensor,
+        yb: torch.Tensor,
+        weight: torch.Tensor,
+        first_loss: torch.Tensor | None,
+    ) -> tuple[TargetParams, torch.Tensor]:
+        with torch.enable_grad():
+            leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+            per_sample = _task_loss(target(leaves, xb), yb).view_as(weight)
+            loss = (per_sample * weight).sum(1)
+            grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
+        return dict(zip(leaves, grads)), loss.detach()
+
+    return gradient
 
 
 def induced_loss(
@@ -229,17 +411,36 @@ def _task_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
 
 
+def hypernet_update(theta0: TargetParams, theta_t: TargetParams) -> TargetParams:
+    """The gradient of the paper's update w.r.t. the emitted weights: ``(theta_0 - theta_T) / T``.
+
+    Back-propagated from theta_0 (``torch.autograd.backward(theta_0, hypernet_update(...))``),
+    it gives the hypernetwork ``(dtheta/dphi)^T (theta_0 - theta_T)`` averaged over the T
+    tasks: the pFedHN-style rule (T2M-HN, Section 3). `hypernet_surrogate` is the same as a
+    scalar loss.
+
+    Args:
+        theta0: weights emitted by the hypernetwork, each (T, ...).
+        theta_t: weights after the inner loop, same shapes, detached.
+
+    Returns:
+        Per name, a detached (T, ...) tensor.
+    """
+    n_tasks = next(iter(theta0.values())).shape[0]
+    return {k: (theta0[k].detach() - theta_t[k]) / n_tasks for k in theta0}
+
+
 def hypernet_surrogate(theta0: TargetParams, theta_t: TargetParams) -> torch.Tensor:
     """A scalar whose gradient w.r.t. the hypernetwork is ``(dtheta/dphi)^T (theta_0 - theta_T)``.
 
     ``sum(theta_0 * stopgrad(theta_0 - theta_T))`` has exactly that gradient, and it equals the
     gradient of ``0.5 * ||theta(phi) - stopgrad(theta_T)||^2`` at the current phi. The sum runs
     over tasks and is divided by their number, so a batch of tasks gives the mean task update.
+    Training back-propagates `hypernet_update` instead, which skips building this scalar.
 
     Args:
         theta0: weights emitted by the hypernetwork (attached to its graph), each (T, ...).
         theta_t: weights after the inner loop, same shapes, detached.
     """
-    n_tasks = next(iter(theta0.values())).shape[0]
-    total = torch.stack([(theta0[k] * (theta0[k].detach() - theta_t[k])).sum() for k in theta0])
-    return total.sum() / n_tasks
+    update = hypernet_update(theta0, theta_t)
+    return torch.stack([(theta0[k] * update[k]).sum() for k in theta0]).sum()
