@@ -46,6 +46,36 @@ def _check_target(path: Path, what: str) -> None:
 
 
 @contextmanager
+def exclusive(path: Path, timeout: float = 600.0) -> Iterator[None]:
+    """Hold an inter-process lock on ``path`` for a read-modify-write of it.
+
+    Processes that share a cache (the ranks of a torchrun group embedding texts, two users
+    downloading at once) each read the file, add theirs and write it back; an atomic write
+    alone keeps the file whole but lets one process's write drop what the other added. The
+    lock is ``filelock``'s, on a hidden ``.<name>.lock`` beside the file.
+
+    Raises:
+        RunFailure: another process held the lock for ``timeout`` seconds.
+    """
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path.with_name(f".{path.name}.lock")))
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise RunFailure(
+            f"Another t2m process has held {path} for {timeout:.0f} s. Wait for it to finish, "
+            f"or delete {lock.lock_file} if no such process is running."
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a fresh temporary path beside ``path``; on success it replaces ``path``.
 

@@ -65,3 +65,46 @@ def test_wandb_offline_writes_a_run_that_sync_can_upload(tiny_root, tmp_path, mo
         env={"WANDB_MODE": "offline", "PATH": "", "HOME": str(tmp_path)},
     )
     assert "Would sync 1 run" in sync.stdout + sync.stderr, sync.stdout + sync.stderr
+
+
+def test_a_resumed_run_logs_to_the_wandb_run_it_started(tiny_root, tmp_path, monkeypatch):
+    """The wandb id is kept in run.json from the first epoch; `--resume` passes it back with
+    resume="allow", so wandb continues that run instead of opening a new one."""
+    import types
+
+    inits = []
+
+    class _Run:
+        def log(self, record, step):
+            pass
+
+        def finish(self):
+            pass
+
+    fake = types.SimpleNamespace(
+        init=lambda **kwargs: inits.append(kwargs) or _Run(),
+        Settings=lambda **kwargs: None,
+    )
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    calls = {"n": 0}
+    from t2m_cli.training import loop
+
+    real = loop.Trainer.validate
+
+    def validate_then_stop(self):
+        calls["n"] += 1
+        if calls["n"] == 2:  # during epoch 2, after epoch 1 was saved
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(loop.Trainer, "validate", validate_then_stop)
+    first = runner.invoke(app, [*_args(tiny_root, tmp_path, "cut"), "--wandb", "-q"])
+    assert first.exit_code == 130, first.output
+    monkeypatch.setattr(loop.Trainer, "validate", real)
+    run = tmp_path / "runs" / "cut"
+    resumed = runner.invoke(app, ["train", "--resume", str(run), "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    assert len(inits) == 2
+    kept = json.loads((run / "run.json").read_text())["wandb_id"]
+    assert [i["id"] for i in inits] == [kept, kept]
+    assert [i["resume"] for i in inits] == ["allow", "allow"]

@@ -312,3 +312,27 @@ def test_fixed_inner_order_reaches_the_inner_loop(tiny_root, monkeypatch):
         assert len(epochs) == trainer.inner.epochs == 3
         same = all(torch.equal(o, epochs[0]) for o in epochs)
         assert same == (order == "fixed")
+
+
+def test_task_rows_and_labels_are_each_class_rows_in_task_order(tiny_root):
+    """The vectorised `Trainer.task_data` against the plain construction: the task's classes'
+    training rows one after another, labelled by slot, padding at row 0 with label 0; classes
+    of different sizes included (one trimmed to 3 rows)."""
+    trainer = _trainer(tiny_root)
+    trainer.train_rows[1] = trainer.train_rows[1][:3]
+    trainer.row_counts[1] = 3
+    trainer.row_table[1, 3:] = -1  # never read past a class's rows
+    g = torch.Generator().manual_seed(0)
+    for k in (2, 3):
+        tasks = sample_tasks(trainer.groups, k, 7, g)
+        tasks[0, 0] = 1
+        rows, y, counts = trainer.task_data(tasks)
+        for t, task in enumerate(tasks.tolist()):
+            parts = [trainer.train_rows[c] for c in task]
+            n = sum(len(p) for p in parts)
+            assert counts[t] == n
+            assert torch.equal(rows[t, :n], torch.cat(parts))
+            assert torch.equal(
+                y[t, :n], torch.cat([torch.full((len(p),), i) for i, p in enumerate(parts)])
+            )
+            assert not rows[t, n:].any() and not y[t, n:].any()

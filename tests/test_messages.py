@@ -181,7 +181,7 @@ CODE_SPAN = re.compile(r"``(.+?)``|`([^`\n]+)`", re.S)
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 # Words a prose segment ends at, so that "the t2m run folder. Use --device" is two segments.
 PROSE_END = re.compile(r"[;()\n]|\.\s")
-OTHER_TOOLS = ("pip ", "nox ", "python ", "python3 ", "git ")
+OTHER_TOOLS = ("pip ", "nox ", "python ", "python3 ", "git ", "torchrun ")
 
 
 def code_and_prose(text: str) -> tuple[list[str], list[str]]:
@@ -628,10 +628,11 @@ def test_xlsa17_without_val_loc_names_the_option_that_carves_validation(tmp_path
 
 
 def test_environment_variables_named_in_texts_are_read() -> None:
+    from t2m_cli.device import THREADS_ENV
     from t2m_cli.download.registry import ENV_MIRROR
     from t2m_cli.paths import ENV_HOME
 
-    read = {ENV_HOME, ENV_MIRROR}
+    read = {ENV_HOME, ENV_MIRROR, THREADS_ENV}
     named = {
         (t.where, name)
         for t in all_texts()

@@ -20,6 +20,12 @@ from t2m_cli.encoders.text import (
 from t2m_cli.errors import DataError, UserInputError
 
 
+def _cache_files(folder):
+    """The embedding files in a cache folder, less the hidden lock beside each
+    (`t2m_cli.atomic.exclusive`)."""
+    return sorted(p for p in folder.iterdir() if not p.name.endswith(".lock"))
+
+
 def test_class_name_text():
     assert class_name_text("killer+whale") == "killer whale"
     assert class_name_text("pedestal_table") == "pedestal table"
@@ -67,7 +73,7 @@ def test_minilm_cache_is_keyed_by_model_and_text(tmp_path):
     cached = again.encode(["a flat round disc", "a tall thin pole"])
     assert again.model_loads == 0  # every text was in the cache: the model was never loaded
     assert torch.allclose(cached[0], vectors[1]) and torch.allclose(cached[1], vectors[0])
-    assert len(list(tmp_path.iterdir())) == 1
+    assert len(_cache_files(tmp_path)) == 1
     # Similar texts lie closer than different ones: a real sentence model, not a stub.
     near, far = again.encode(["a tall thin rod", "a flat round plate"])
     pole = vectors[0]
@@ -128,7 +134,7 @@ def test_same_relative_model_path_in_two_projects_is_two_models(
     # The second project's model was loaded, not the first one's vectors read back.
     assert other.model_loads == 1
     assert torch.allclose(second, -first)
-    assert len(list(cache.iterdir())) == 2
+    assert len(_cache_files(cache)) == 2
     monkeypatch.chdir(tmp_path / "one")
     again = SentenceEncoder("./models/enc", cache_dir=cache)
     assert torch.allclose(again.encode(["a red ball"]), first) and again.model_loads == 0
@@ -191,7 +197,7 @@ def test_encode_force_and_two_projects_through_the_cli(tmp_path, monkeypatch, fo
     result = runner.invoke(app, [*encode, "-q", *cache])
     assert result.exit_code == 0, result.output
     assert len(folder_models) == 3  # another model at the same path is loaded, not looked up
-    files = sorted((tmp_path / "cache" / "text-embeddings").iterdir())
+    files = _cache_files(tmp_path / "cache" / "text-embeddings")
     assert len(files) == 2
     first, second = (load_file(str(f))["embeddings"] for f in files)
     assert torch.allclose(first, -second)

@@ -144,8 +144,13 @@ def _train_with_progress(
     """Run `train_run` (or `resume_run`, or `train_baseline` of the run ``resume``) with a
     progress bar and a log line per epoch."""
     from t2m_cli.runs import load_run
+    from t2m_cli.training.distributed import from_environment
     from t2m_cli.training.run import resume_run, train_baseline, train_run
 
+    # Under torchrun, process 0 speaks for the group; the others print errors only.
+    writes = from_environment().writes
+    if not writes:
+        console.set_quiet(True)
     if config is None:
         assert resume is not None, "either a config or a run to resume"
         config = load_run(resume)[0]
@@ -177,8 +182,9 @@ def _train_with_progress(
             folder = train_run(
                 config, cache_dir=cache_dir, on_epoch=on_epoch, log=console.log, quiet=quiet
             )
-    _log_ending(folder)
-    console.out.print(f"run: {folder}")
+    if writes:
+        _log_ending(folder)
+        console.out.print(f"run: {folder}")
 
 
 def _log_ending(folder: Path) -> None:

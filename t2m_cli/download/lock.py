@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from t2m_cli.atomic import write_json
+from t2m_cli.atomic import exclusive, write_json
 from t2m_cli.download.registry import ENV_MIRROR, RemoteFile
 from t2m_cli.errors import DataError
 from t2m_cli.paths import cache_root
@@ -70,9 +70,10 @@ def discard(remote: RemoteFile, dest_dir: Path, lock_path: Path) -> None:
         lock_path: JSON lock file of recorded sizes and hashes.
     """
     (Path(dest_dir) / remote.filename).unlink(missing_ok=True)
-    locked = read_lock(lock_path)
-    if locked.pop(remote.filename, None) is not None:
-        write_json(lock_path, locked)
+    with exclusive(lock_path):
+        locked = read_lock(lock_path)
+        if locked.pop(remote.filename, None) is not None:
+            write_json(lock_path, locked)
 
 
 def verify(remote: RemoteFile, dest_dir: Path, lock_path: Path) -> str:
@@ -190,17 +191,21 @@ def record_hash(
         remote: The file ``path`` is a checked copy of.
         path: The copy, already checked.
         sha256: Its SHA-256 as lowercase hex.
-        lock_path: JSON lock file to record it in (rewritten atomically).
+        lock_path: JSON lock file to record it in (rewritten atomically, under `exclusive`).
         source: Where the copy came from (URL or path), kept in the record.
     """
-    locked = read_lock(lock_path)
-    locked[remote.filename] = {
+    record = {
         "sha256": sha256,
         "size": path.stat().st_size,
         "url": source,
         "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json(lock_path, dict(sorted(locked.items())))
+    # Another process may record another file at the same time: read, add and write under
+    # the lock, so that neither record is lost.
+    with exclusive(lock_path):
+        locked = read_lock(lock_path)
+        locked[remote.filename] = record
+        write_json(lock_path, dict(sorted(locked.items())))
 
 
 def read_lock(lock_path: Path) -> dict[str, Any]:

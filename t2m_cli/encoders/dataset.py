@@ -61,6 +61,22 @@ def encode_dataset(
             `TEXT_STEP` while the texts are embedded.
         log: receives one line saying why existing features are built again.
     """
+    from t2m_cli.device import cpu_threads, phase_threads
+
+    # PointNet's batches and the text model's are large steps: threads on the idle cores.
+    with cpu_threads(phase_threads(small_steps=False)):
+        return _encode(config, cache_dir, force, device, progress, log)
+
+
+def _encode(
+    config: Config,
+    cache_dir: Path | None,
+    force: bool,
+    device: str,
+    progress: StepsCallback | None,
+    log: Callable[[str], None] | None,
+) -> EncodeReport:
+    """`encode_dataset`, on the threads it chose."""
     name = config.dataset.name
     spec = DATASETS.get(name)
     root = dataset_folder(name, config.dataset.root, cache_dir)

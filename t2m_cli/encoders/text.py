@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from t2m_cli.atomic import dumps_json, load_safetensors, save_safetensors
+from t2m_cli.atomic import dumps_json, exclusive, load_safetensors, save_safetensors
 from t2m_cli.errors import DataError, RunFailure, UserInputError
 
 if TYPE_CHECKING:
@@ -222,19 +222,24 @@ class SentenceEncoder:
         return {k: matrix[i] for i, k in enumerate(keys)}
 
     def _write_cache(self, entries: dict[str, torch.Tensor]) -> None:
+        """Add ``entries`` to the cache file (replacing vectors of the same texts), keeping
+        what other processes wrote to it since it was read: read, merge and write under
+        `exclusive`."""
         import torch
 
         assert self.cache_file is not None
-        keys = list(entries)
-        save_safetensors(
-            self.cache_file,
-            {"embeddings": torch.stack([entries[k] for k in keys])},
-            {
-                "keys": dumps_json(keys),
-                "model": self.model_id,
-                "source": str(model_folder(self.model_id)),
-            },
-        )
+        with exclusive(self.cache_file):
+            merged = {**self._read_cache(), **entries}
+            keys = list(merged)
+            save_safetensors(
+                self.cache_file,
+                {"embeddings": torch.stack([merged[k] for k in keys])},
+                {
+                    "keys": dumps_json(keys),
+                    "model": self.model_id,
+                    "source": str(model_folder(self.model_id)),
+                },
+            )
 
     def encode(self, texts: list[str], refresh: bool = False) -> torch.Tensor:
         """Embed texts, reading what the cache holds and encoding only the rest.

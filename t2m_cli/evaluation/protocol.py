@@ -96,12 +96,13 @@ def evaluate_run(
     from t2m_cli.config import load_config
     from t2m_cli.data.registry import open_dataset
     from t2m_cli.data.texts import NegativeDescriptions, describer_for, with_policy
-    from t2m_cli.device import resolve_device
+    from t2m_cli.device import cpu_threads, phase_threads, resolve_device
     from t2m_cli.encoders.dataset import check_trained_features
     from t2m_cli.encoders.text import check_trained_model, make_text_encoder
     from t2m_cli.models.checkpoint import load_checkpoint
     from t2m_cli.paths import RUN_CONFIG
 
+    threads = phase_threads(small_steps=False)  # a bad T2M_THREADS is refused first
     trained, _ = runs.load_run(run_dir)
     changed = overrides or values
     config = (
@@ -171,32 +172,33 @@ def evaluate_run(
     methods: list[tuple[str, Inducer]] = [(HYPERNET, hypernet)]
     positive = bank.bank if isinstance(bank, NegativeDescriptions) else bank
     inputs = BaselineInputs(dataset, positive.to("cpu"), draw_seed, run_dir, device, encoder)
-    for baseline in baselines:
-        if log is not None:
-            # A trained baseline (W) is read from the run folder, the others fitted here.
-            verb = "reading" if baseline in runs.TRAINED_BASELINES else "fitting"
-            log(f"{verb} baseline {baseline}")
-        model, hyper = BASELINES[baseline](inputs)
-        evaluation.hyperparameters[baseline] = hyper
-        methods.append((baseline, model.to(device)))
-    for method, model in methods:
-        if log is not None:
-            log(f"scoring {method}")
-        figures, details = score_method(
-            model,
-            method,
-            bank,
-            dataset,
-            protocols,
-            settings,
-            draw_seed,
-            encoder,
-            pair_parts=TRAINED_VAL_PAIR_PARTS
-            if config.train.val_classes == "train"
-            else PAIR_PARTS,
-        )
-        evaluation.figures.extend(figures)
-        evaluation.details[method] = details
+    with cpu_threads(threads):
+        for baseline in baselines:
+            if log is not None:
+                # A trained baseline (W) is read from the run folder, the others fitted here.
+                verb = "reading" if baseline in runs.TRAINED_BASELINES else "fitting"
+                log(f"{verb} baseline {baseline}")
+            model, hyper = BASELINES[baseline](inputs)
+            evaluation.hyperparameters[baseline] = hyper
+            methods.append((baseline, model.to(device)))
+        for method, model in methods:
+            if log is not None:
+                log(f"scoring {method}")
+            figures, details = score_method(
+                model,
+                method,
+                bank,
+                dataset,
+                protocols,
+                settings,
+                draw_seed,
+                encoder,
+                pair_parts=TRAINED_VAL_PAIR_PARTS
+                if config.train.val_classes == "train"
+                else PAIR_PARTS,
+            )
+            evaluation.figures.extend(figures)
+            evaluation.details[method] = details
     return evaluation
 
 

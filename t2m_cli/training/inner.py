@@ -252,8 +252,11 @@ def _one_linear_task(
     x = torch.empty_like(rows_of_task)
     single = k == 1
     # Cross-entropy's gradient subtracts the one-hot label; binary cross-entropy's the label.
-    labels = y[:count].unsqueeze(1).to(features.dtype) if single else F.one_hot(y[:count], k)
-    labels = labels.to(features.dtype)
+    if single:
+        labels = y[:count].unsqueeze(1).to(features.dtype)
+    else:  # one-hot, built without F.one_hot's range check (a read back from a GPU)
+        labels = torch.zeros(count, k, dtype=features.dtype, device=features.device)
+        labels.scatter_(1, y[:count].unsqueeze(1), 1.0)
     target = torch.empty_like(labels)
     batch = settings.batch_size
     sizes = [min(batch, count - start) for start in range(0, count, batch)]
@@ -389,7 +392,8 @@ def induced_loss(
         (T,) mean loss per task.
     """
     n_tasks, n_max = rows.shape
-    x = features[rows.reshape(-1)].view(n_tasks, n_max, features.shape[1])
+    # index_select, not features[...]: advanced indexing measured 3x slower on the CPU.
+    x = torch.index_select(features, 0, rows.reshape(-1)).view(n_tasks, n_max, features.shape[1])
     loss = _task_loss(target(theta, x), y).reshape(n_tasks, n_max)
     valid = torch.arange(n_max, device=rows.device) < counts.to(rows.device).unsqueeze(1)
     return (loss * valid).sum(1) / valid.sum(1).clamp_min(1)

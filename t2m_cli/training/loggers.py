@@ -50,6 +50,8 @@ class WandbLogger:
         quiet: silence wandb's own lines on the terminal (its run banner, history and sync
             hints), as ``--quiet`` asks; its warnings too. Otherwise wandb prints as it is set
             up to (``WANDB_SILENT`` and the like).
+        run_id: the wandb run's id, kept in ``run.json``: a resumed t2m run logs its
+            further epochs to the same wandb run (``resume="allow"``), not to a new one.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class WandbLogger:
         name: str,
         folder: Path,
         quiet: bool = False,
+        run_id: str | None = None,
     ) -> None:
         import os
 
@@ -81,6 +84,8 @@ class WandbLogger:
             config=config,
             dir=os.environ.get("WANDB_DIR") or str(folder),
             reinit="finish_previous",
+            id=run_id,
+            resume="allow" if run_id is not None else None,
             settings=wandb.Settings(silent=True, show_warnings=False) if quiet else None,
         )
 

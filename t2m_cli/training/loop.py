@@ -231,6 +231,11 @@ class Trainer:
         # Tasks train on training rows only; seen classes' held-out rows are for evaluation,
         # validation classes' (in "train" mode) for choosing the epoch.
         self.train_rows = [dataset.class_rows(c, "train").to(device) for c in names]
+        # The same as one padded (classes, most rows) table on the device, and the row counts
+        # on the CPU, so that a batch of tasks finds its rows in a few tensor operations and
+        # its sizes without reading anything back from the device.
+        self.row_counts = torch.tensor([len(r) for r in self.train_rows])
+        self.row_table = torch.nn.utils.rnn.pad_sequence(self.train_rows, batch_first=True)
         self.optimizer = torch.optim.SGD(
             self.hypernet.parameters(),
             lr=outer.lr,
@@ -255,20 +260,25 @@ class Trainer:
             rows (T, n_max) into the feature matrix, y (T, n_max) with label = position of
             the class in its task, and counts (T,) of real samples per task.
         """
-        rows = [[self.train_rows[int(c)] for c in task] for task in tasks.tolist()]
-        counts = torch.tensor([sum(len(r) for r in task_rows) for task_rows in rows])
+        tasks = tasks.cpu()
+        sizes = self.row_counts[tasks]
+        counts = sizes.sum(1)
         n_max = int(counts.max())
-        # Padding points at row 0 with label 0; the inner loop masks it out by the counts.
-        idx = torch.zeros(len(rows), n_max, dtype=torch.long, device=self.device)
-        y = torch.zeros(len(rows), n_max, dtype=torch.long, device=self.device)
-        for t, task_rows in enumerate(rows):
-            both = torch.cat(task_rows)
-            idx[t, : len(both)] = both
-            y[t, : len(both)] = torch.repeat_interleave(
-                torch.arange(len(task_rows), device=self.device),
-                torch.tensor([len(r) for r in task_rows], device=self.device),
-            )
-        return idx, y, counts
+        # Position p of task t belongs to the class in the first slot whose cumulative row
+        # count exceeds p; padding (p >= counts[t]) points at row 0 with label 0, and the inner
+        # loop masks it out by the counts.
+        on_device = tasks.to(self.device)
+        ends = sizes.to(self.device).cumsum(1)
+        position = torch.arange(n_max, device=self.device).expand(len(tasks), n_max)
+        slot = torch.searchsorted(ends, position.contiguous(), right=True)
+        valid = slot < tasks.shape[1]
+        slot = slot.clamp_max(tasks.shape[1] - 1)
+        local = position - (ends - sizes.to(self.device)).gather(1, slot)
+        rows = self.row_table[
+            on_device.gather(1, slot), local.clamp_max(self.row_table.shape[1] - 1)
+        ]
+        zero = torch.zeros((), dtype=torch.long, device=self.device)
+        return torch.where(valid, rows, zero), torch.where(valid, slot, zero), counts
 
     def draw_text(self, tasks: torch.Tensor) -> torch.Tensor:
         """(T, k, d) description embeddings of a batch of tasks, drawn with the generator."""
@@ -399,12 +409,21 @@ class Trainer:
         if self.world_size > 1:
             import torch.distributed as dist
 
-            # Every process must stop at the same step, or the others wait in all_reduce.
-            dist.all_reduce(diverged)
-            for p in self.hypernet.parameters():
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                dist.all_reduce(p.grad)
+            # One all-reduce a step, of every gradient and the divergence flag flattened into
+            # one buffer (one call per tensor cost 20 round trips a step). Every process must
+            # stop at the same step, or the others wait in the next all-reduce.
+            params = list(self.hypernet.parameters())
+            flat = torch.cat(
+                [
+                    p.grad.reshape(-1) if p.grad is not None else p.new_zeros(p.numel())
+                    for p in params
+                ]
+                + [diverged.to(params[0].dtype).reshape(1)]
+            )
+            dist.all_reduce(flat)
+            diverged = flat[-1]
+            for p, summed in zip(params, flat[:-1].split([p.numel() for p in params])):
+                p.grad = summed.view_as(p)
         # CPU-GPU sync point, once per step: about 15 us on the CPU, where the paper's one task
         # per step takes some 4 ms; on CUDA it stalls the queue of kernels between steps.
         if bool(diverged):
@@ -495,6 +514,21 @@ class Trainer:
             self.hypernet, self.val_bank, self.dataset, self.outer.eval_seed, part
         )
 
+    def _epoch_means(
+        self, losses: list[torch.Tensor], norms: list[torch.Tensor]
+    ) -> tuple[float, float]:
+        """The epoch's mean loss and update norm over all its tasks, whichever process
+        trained them (each process holds its own share)."""
+        loss, norm = torch.cat(losses), torch.cat(norms)
+        if self.world_size == 1:
+            return float(loss.mean()), float(norm.mean())
+        import torch.distributed as dist
+
+        count = torch.tensor(float(len(loss)), device=loss.device)
+        totals = torch.stack([loss.sum(), norm.sum(), count]).double()
+        dist.all_reduce(totals)
+        return float(totals[0] / totals[2]), float(totals[1] / totals[2])
+
     def epochs(self, start: int = 1) -> Iterator[EpochResult]:
         """Run epochs ``start..outer.epochs``, yielding each one's result; stop early once
         `stopped_early` (``train.patience``)."""
@@ -522,11 +556,12 @@ class Trainer:
             if is_best:
                 self.best_val = val.mean
             self.since_best = 0 if is_best else self.since_best + 1
+            inner_loss, update_norm = self._epoch_means(losses, norms)
             yield EpochResult(
                 epoch=epoch,
                 tasks=n_tasks,
-                inner_loss=float(torch.cat(losses).mean()),
-                update_norm=float(torch.cat(norms).mean()),
+                inner_loss=inner_loss,
+                update_norm=update_norm,
                 val=val,
                 seconds=time.perf_counter() - began,
                 is_best=is_best,

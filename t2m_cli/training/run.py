@@ -6,7 +6,9 @@ The run folder's layout and readers live in `t2m_cli.runs`; this module writes i
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 from t2m_cli import runs
 from t2m_cli.config import Config, config_to_dict, paper_values, validate_config
 from t2m_cli.data.texts import class_name_text, describer_for, with_policy
+from t2m_cli.device import cpu_threads, phase_threads
 from t2m_cli.errors import DataError, T2MError, UserInputError
 from t2m_cli.paths import text_cache_dir
+from t2m_cli.training.distributed import SINGLE, Group, from_environment, from_writer, joined
 
 if TYPE_CHECKING:
     import torch
@@ -28,23 +32,27 @@ if TYPE_CHECKING:
 
 
 def _build_trainer(
-    config: Config, cache_dir: Path | None
+    config: Config, cache_dir: Path | None, group: Group = SINGLE
 ) -> tuple[Trainer, FeatureNorm | None, TextEncoder]:
     """Everything a run trains with, built from its config: data, texts, model, optimiser, and
-    the text encoder that embedded the texts (the run records its facts)."""
+    the text encoder that embedded the texts (the run records its facts); under torchrun,
+    this process's share of it (``group``)."""
     import torch
 
     from t2m_cli.data.dataset import SPLIT_FILE
     from t2m_cli.data.normalize import FeatureNorm
     from t2m_cli.data.registry import open_dataset, resolve_root
-    from t2m_cli.device import resolve_device
+    from t2m_cli.device import fixed_threads, resolve_device
     from t2m_cli.encoders.text import make_text_encoder
     from t2m_cli.models.hypernet import build_hypernet
+    from t2m_cli.training.distributed import process_device
     from t2m_cli.training.inner import InnerSettings
     from t2m_cli.training.loop import OuterSettings, Trainer
     from t2m_cli.training.supersets import SupersetTrainer
 
-    device = resolve_device(config.train.device)
+    fixed_threads()  # a bad T2M_THREADS is refused before anything is built or written
+
+    device = process_device(resolve_device(config.train.device), group)
     dataset = open_dataset(
         config.dataset.name, config.dataset.root, config.dataset.features, cache_dir
     )
@@ -84,6 +92,8 @@ def _build_trainer(
         InnerSettings.from_config(t),
         OuterSettings.from_config(t, eval_seed=config.eval.seed),
         device,
+        group.rank,
+        group.world_size,
     )
     # Validation induces from the texts evaluation will (eval.descriptions), so the epoch is
     # chosen for the classifiers that are scored.
@@ -147,8 +157,10 @@ def train_run(
             folder is made), or the folder already holds a run.
         T2MError: training failed; a run that finished no epoch leaves no folder behind.
     """
-    trainer, norm, encoder = _build_trainer(config, cache_dir)
-    return _new_run(config, trainer, norm, encoder, on_epoch, log, quiet=quiet)
+    group = from_environment()
+    with joined(group):
+        trainer, norm, encoder = _build_trainer(config, cache_dir, group)
+        return _new_run(config, trainer, norm, encoder, on_epoch, log, quiet=quiet)
 
 
 def _new_run(
@@ -181,7 +193,22 @@ def _new_run(
         },
         "versions": runs.library_versions(),
     }
-    with runs.new_run(config, info) as folder:
+    if config.wandb.enabled:
+        # Kept in run.json before the first epoch, so `--resume` continues this wandb run.
+        info["wandb_id"] = uuid.uuid4().hex[:12]
+    group = Group(trainer.rank, trainer.world_size)
+    if not group.writes:
+        made = from_writer(group, None)
+        if made is None:
+            raise UserInputError("Process 0 could not make the run folder; see its message.")
+        return _run_epochs(config, trainer, norm, encoder, Path(made), info, 1, on_epoch)
+    with ExitStack() as stack:
+        try:
+            folder = stack.enter_context(runs.new_run(config, info))
+        except T2MError:
+            from_writer(group, None)  # the other processes stop too
+            raise
+        from_writer(group, str(folder))
         return _run_epochs(config, trainer, norm, encoder, folder, info, 1, on_epoch, quiet=quiet)
 
 
@@ -220,25 +247,31 @@ def resume_run(
         )
     # Epochs trained on another model's embeddings would not continue the ones saved.
     meta = _check_text_model(config, folder, cache_dir)
-    trainer, norm, encoder = _build_trainer(config, cache_dir)
-    # Nor would epochs trained on other features.
-    check_trained_features(meta, trainer.dataset.source, f"Run {folder}", folder, config)
-    trainer.load_state(tensors, facts)
-    # Lines past the saved epoch were written after the state: the resumed epochs replace them.
-    runs.truncate_metrics(folder, epoch)
-    info["resumed_from_epoch"] = epoch
-    return _run_epochs(
-        config,
-        trainer,
-        norm,
-        encoder,
-        folder,
-        info,
-        epoch + 1,
-        on_epoch,
-        facts["best"],
-        quiet=quiet,
-    )
+    # Under torchrun every process reads the run folder (on storage they share) and checks it
+    # alike; the world size may differ from the one the run was started with.
+    group = from_environment()
+    with joined(group):
+        trainer, norm, encoder = _build_trainer(config, cache_dir, group)
+        # Nor would epochs trained on other features.
+        check_trained_features(meta, trainer.dataset.source, f"Run {folder}", folder, config)
+        trainer.load_state(tensors, facts)
+        if group.writes:
+            # Lines past the saved epoch were written after the state: the resumed epochs
+            # replace them.
+            runs.truncate_metrics(folder, epoch)
+        info["resumed_from_epoch"] = epoch
+        return _run_epochs(
+            config,
+            trainer,
+            norm,
+            encoder,
+            folder,
+            info,
+            epoch + 1,
+            on_epoch,
+            facts["best"],
+            quiet=quiet,
+        )
 
 
 def _run_epochs(
@@ -254,7 +287,6 @@ def _run_epochs(
     quiet: bool = False,
 ) -> Path:
     """Train epochs ``start..`` with checkpoints and logs, then record the run's summary."""
-    import torch
 
     from t2m_cli.encoders.dataset import trained_features_facts
     from t2m_cli.encoders.text import trained_model_facts
@@ -279,21 +311,23 @@ def _run_epochs(
         **trained_features_facts(trainer.dataset.source),
     }
     began = time.perf_counter()
-    threads = torch.get_num_threads()
-    if trainer.device.type == "cpu" and config.train.tasks_per_step == 1:
-        # One task's tensors are tiny (about 128 x 512): intra-op threads cost more in
-        # synchronisation than they save. Measured on 2 cores: 250 tasks/s on one thread,
-        # 85 tasks/s on two. Batched tasks are large enough for threads to pay.
-        torch.set_num_threads(1)
-    loggers = _loggers(config, folder, quiet)
+    # The paper's rule steps on one task's tiny tensors: one thread (see `phase_threads`).
+    small = config.train.tasks_per_step == 1 and config.train.objective == "update"
+    if trainer.rank != 0:
+        # Another process of a torchrun group: it trains its share and writes nothing.
+        with cpu_threads(phase_threads(small)):
+            for _ in trainer.epochs(start):
+                pass
+        return folder
+    loggers = _loggers(config, folder, quiet, info.get("wandb_id"))
     try:
-        best = _train_epochs(trainer, folder, meta, norm, start, on_epoch, best or {}, loggers)
+        with cpu_threads(phase_threads(small)):
+            best = _train_epochs(trainer, folder, meta, norm, start, on_epoch, best or {}, loggers)
     except T2MError as exc:
         if not runs.has_state(folder):
             raise
         raise type(exc)(f"{exc} {_kept(folder, exc)}") from exc
     finally:
-        torch.set_num_threads(threads)
         for logger in loggers:
             logger.close()
     last = int(runs.state_facts(folder)["epoch"])
@@ -339,8 +373,11 @@ def _kept(folder: Path, exc: T2MError) -> str:
     )
 
 
-def _loggers(config: Config, folder: Path, quiet: bool = False) -> list[RunLogger]:
-    """metrics.jsonl always; wandb when the config asks for it (silent when ``quiet``)."""
+def _loggers(
+    config: Config, folder: Path, quiet: bool = False, wandb_id: str | None = None
+) -> list[RunLogger]:
+    """metrics.jsonl always; wandb when the config asks for it (silent when ``quiet``), to the
+    wandb run ``wandb_id`` (the one a resumed run started)."""
     from t2m_cli.training.loggers import JsonlLogger, WandbLogger
 
     loggers: list[RunLogger] = [JsonlLogger(runs.metrics_path(folder))]
@@ -356,6 +393,7 @@ def _loggers(config: Config, folder: Path, quiet: bool = False) -> list[RunLogge
                 name=w.name or folder.name,
                 folder=folder,
                 quiet=quiet,
+                run_id=wandb_id,
             )
         )
     return loggers

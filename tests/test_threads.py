@@ -1,0 +1,87 @@
+"""CPU threads chosen per phase (`t2m_cli.device.phase_threads`), and T2M_THREADS."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import invoke_train
+
+from t2m_cli import device
+from t2m_cli.errors import UserInputError
+
+
+def test_small_steps_take_one_thread_and_large_ones_the_idle_cores(monkeypatch):
+    monkeypatch.delenv(device.THREADS_ENV, raising=False)
+    monkeypatch.setattr(device, "available_cores", lambda: 8)
+    monkeypatch.setattr(device, "busy_cores", lambda: 3)
+    assert device.phase_threads(small_steps=True) == 1
+    assert device.phase_threads(small_steps=False) == 5
+    monkeypatch.setattr(device, "busy_cores", lambda: 12)
+    assert device.phase_threads(small_steps=False) == 1
+
+
+def test_t2m_threads_fixes_every_phase(monkeypatch):
+    monkeypatch.setenv(device.THREADS_ENV, "3")
+    assert device.phase_threads(small_steps=True) == 3
+    assert device.phase_threads(small_steps=False) == 3
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])
+def test_a_bad_t2m_threads_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv(device.THREADS_ENV, value)
+    with pytest.raises(UserInputError, match="T2M_THREADS"):
+        device.phase_threads(small_steps=False)
+
+
+def test_busy_cores_reads_a_count_not_below_zero():
+    assert device.busy_cores(samples=2, interval=0) >= 0
+
+
+def test_a_phase_restores_the_thread_count_before_it():
+    before = torch.get_num_threads()
+    with device.cpu_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_training_refuses_a_bad_t2m_threads_before_writing_a_run(tiny_root, tmp_path, monkeypatch):
+    monkeypatch.setenv(device.THREADS_ENV, "many")
+    result = invoke_train(tiny_root, tmp_path, "t", "text.model=hashing", "train.epochs=1")
+    assert result.exit_code == 2, result.output
+    assert "T2M_THREADS='many'" in result.output
+    assert not (tmp_path / "runs" / "t").exists()
+
+
+def test_training_runs_the_paper_rule_on_one_thread(tiny_root, tmp_path, monkeypatch):
+    """The thread count inside training's epochs: 1 under the paper's rule, and the count
+    before it is back afterwards."""
+    from t2m_cli.training import loop
+
+    monkeypatch.delenv(device.THREADS_ENV, raising=False)
+    seen = []
+    real = loop.Trainer.step
+
+    def step(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(loop.Trainer, "step", step)
+    before = torch.get_num_threads()
+    paper = ["train.objective=update", "train.tasks_per_step=1", "train.epochs=1"]
+    result = invoke_train(tiny_root, tmp_path, "p", "text.model=hashing", *paper)
+    assert result.exit_code == 0, result.output
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == before
+    # The same run, evaluated with a bad T2M_THREADS: refused before anything is scored.
+    from typer.testing import CliRunner
+
+    from t2m_cli.cli import app
+
+    monkeypatch.setenv(device.THREADS_ENV, "0")
+    run = tmp_path / "runs" / "p"
+    result = CliRunner().invoke(
+        app, ["evaluate", str(run), "--cache-dir", str(tmp_path / "cache"), "-q"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "T2M_THREADS='0'" in result.output
+    assert not (run / "eval.json").exists()
