@@ -84,10 +84,19 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks that print figures (not timed tests): trainer speed, zero-shot accuracy."""
+    """Benchmarks that print figures (not timed tests): speed (README: Performance), then
+    zero-shot accuracy."""
     _install(session)
-    session.run("python", "benchmarks/trainer_speed.py", env=OFFLINE)
-    session.run("python", "benchmarks/pair_eval_scale.py", env=OFFLINE)
+    for script in (
+        "trainer_speed",
+        "time_to_accuracy",
+        "threads",
+        "text_encoding",
+        "mesh_reading",
+        "pair_eval_scale",
+        "gpu_check",
+    ):
+        session.run("python", f"benchmarks/{script}.py", env=OFFLINE)
     for dataset in ("shapes", "textmap"):
         session.run(
             "python", "benchmarks/zero_shot.py", "--dataset", dataset, *session.posargs, env=OFFLINE

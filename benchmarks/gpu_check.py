@@ -154,7 +154,9 @@ def main(argv: list[str] | None = None) -> None:
         for device in devices:
             for amp in (False, True) if device.type == "cuda" else (False,):
                 if device.type == "cpu":
-                    torch.set_num_threads(1 if per_step == 1 else threads)
+                    # As `t2m train` chooses (`phase_threads`): one for the paper's rule.
+                    small = per_step == 1 and rule["objective"] == "update"
+                    torch.set_num_threads(1 if small else threads)
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
                 speed, syncs = train_speed(dataset, bank, device, rule, tasks, per_step, amp)

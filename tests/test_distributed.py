@@ -3,6 +3,7 @@ reach the single-process run's weights; a run resumes with another world size.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from t2m_cli import distributed
 from t2m_cli.errors import UserInputError
-from t2m_cli.training import distributed
 
 SETTINGS = [
     "text.model=hashing",
@@ -47,12 +48,14 @@ def test_torchrun_variables_out_of_range_are_refused(monkeypatch, world, rank):
         distributed.from_environment()
 
 
-def _torchrun(tmp_path: Path, nproc: int, *args: str) -> subprocess.CompletedProcess:
-    """``torchrun --standalone --nproc-per-node N -m t2m_cli train ARGS`` on the CPU."""
+def _torchrun(
+    tmp_path: Path, nproc: int, *args: str, command_name: str = "train"
+) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc-per-node N -m t2m_cli COMMAND ARGS`` on the CPU."""
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env.update(CUDA_VISIBLE_DEVICES="", T2M_THREADS="1", HF_HUB_OFFLINE="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += [f"--nproc-per-node={nproc}", "-m", "t2m_cli", "train", *args]
+    command += [f"--nproc-per-node={nproc}", "-m", "t2m_cli", command_name, *args]
     command += ["--cache-dir", str(tmp_path / "cache"), "-q"]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
@@ -87,8 +90,6 @@ def test_two_processes_train_the_single_process_weights_and_resume_with_another_
     two_metrics = (runs / "two" / "metrics.jsonl").read_text().splitlines()
     assert len(two_metrics) == len(single_metrics) == 2
     for line_1, line_2 in zip(single_metrics, two_metrics):
-        import json
-
         a, b = json.loads(line_1), json.loads(line_2)
         assert a["inner_loss"] == pytest.approx(b["inner_loss"], rel=1e-5)
         assert a["val_acc"] == b["val_acc"]
@@ -107,3 +108,51 @@ def test_two_processes_train_the_single_process_weights_and_resume_with_another_
     resumed = _torchrun(tmp_path, 2, "--resume", str(runs / "cut"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _assert_same_weights(runs / "single", runs / "cut")
+
+    # Evaluated by two processes in shares of 2 pairs: the figures of one process.
+    from typer.testing import CliRunner
+
+    from t2m_cli.cli import app
+
+    evaluate = [str(runs / "single"), "--protocol", "pairs,zsl", "--set", "eval.chunk=2"]
+    alone = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            *evaluate,
+            "--output",
+            str(tmp_path / "alone"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "-q",
+        ],
+    )
+    assert alone.exit_code == 0, alone.output
+    shared = _torchrun(
+        tmp_path, 2, *evaluate, "--output", str(tmp_path / "shared"), command_name="evaluate"
+    )
+    assert shared.returncode == 0, shared.stderr[-3000:]
+    one, two = (json.loads((tmp_path / d / "eval.json").read_text()) for d in ("alone", "shared"))
+    assert two["results"] == one["results"]
+    # Every pair's accuracy in its place, not only their mean.
+    assert two["details"] == one["details"]
+    assert one["details"]
+
+
+def test_a_baseline_is_refused_under_torchrun_before_anything_is_written(
+    tiny_root, tmp_path, monkeypatch
+):
+    from conftest import invoke_train
+    from typer.testing import CliRunner
+
+    from t2m_cli.cli import app
+
+    made = invoke_train(tiny_root, tmp_path, "r", "text.model=hashing", "train.epochs=1")
+    assert made.exit_code == 0, made.output
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    run = tmp_path / "runs" / "r"
+    result = CliRunner().invoke(app, ["train", "--baseline", "W", str(run), "-q"])
+    assert result.exit_code == 2, result.output
+    assert "without torchrun" in result.output
+    assert not (run / "baselines").exists()

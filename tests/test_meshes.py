@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -372,3 +373,41 @@ def test_load_point_clouds_names_a_bad_mesh(tmp_path: Path) -> None:
     write_off(flat, np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0]]), np.array([[0, 1, 2]]))
     with pytest.raises(DataError, match=r"cup_0002\.off.*zero surface area"):
         load_point_clouds(tmp_path, 8, seed=0)
+
+
+def test_point_clouds_are_the_same_read_by_several_processes(tmp_path: Path) -> None:
+    """64 meshes or more are read by worker processes; the clouds match one process's."""
+    make_folder(tmp_path, {"cup": {"train": 40, "test": 10}, "bowl": {"train": 20}})
+    alone = load_point_clouds(tmp_path, 16, seed=3, workers=1)[0]
+    calls: list[tuple[int, int]] = []
+    shared = load_point_clouds(
+        tmp_path, 16, seed=3, workers=2, progress=lambda d, t: calls.append((d, t))
+    )[0]
+    assert torch.equal(alone, shared)
+    assert calls[-1] == (70, 70)
+
+
+def test_kept_point_clouds_spare_a_second_read_until_a_mesh_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import t2m_cli.data.modelnet as modelnet
+
+    make_folder(tmp_path, {"cup": {"train": 2, "test": 1}, "bowl": {"train": 1}})
+    first = load_point_clouds(tmp_path, 16, seed=0, cache=True)[0]
+    assert (tmp_path / modelnet.POINT_CLOUDS_DIR / "n16-seed0.safetensors").is_file()
+
+    def no_reading(path):
+        raise AssertionError(f"{path} was read again")
+
+    monkeypatch.setattr(modelnet, "read_off", no_reading)
+    assert torch.equal(load_point_clouds(tmp_path, 16, seed=0, cache=True)[0], first)
+    # Another point count or seed is another set of clouds: read (here, refused).
+    with pytest.raises(AssertionError, match="was read again"):
+        load_point_clouds(tmp_path, 8, seed=0, cache=True)
+    monkeypatch.undo()
+    # A mesh replaced: the kept clouds no longer stand for the meshes.
+    mesh = tmp_path / "cup" / "train" / "cup_0001.off"
+    write_off(mesh, np.array([[0, 0, 0], [3, 0, 0], [0, 3, 0]]), np.array([[0, 1, 2]]))
+    again = load_point_clouds(tmp_path, 16, seed=0, cache=True)[0]
+    assert not torch.equal(again, first)
+    assert torch.equal(again, load_point_clouds(tmp_path, 16, seed=0)[0])

@@ -367,6 +367,7 @@ def folder_problems(texts: list[Text]) -> list[str]:
     code does not write there."""
     from t2m_cli import paths, runs
     from t2m_cli.data import dataset
+    from t2m_cli.data.modelnet import POINT_CLOUDS_DIR
     from t2m_cli.data.registry import downloads_dir
     from t2m_cli.data.shapes import DATASET_FILE
 
@@ -392,6 +393,7 @@ def folder_problems(texts: list[Text]) -> list[str]:
         dataset.ATTRIBUTES_FILE,
         dataset.FEATURES_DIR,
         DATASET_FILE,
+        POINT_CLOUDS_DIR,
         "<class>",
     }
     anchors = {

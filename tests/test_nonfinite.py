@@ -357,7 +357,7 @@ def test_pointnet_features_that_diverged_are_not_written(tmp_path, monkeypatch):
     labels = torch.arange(6).repeat_interleave(2)
     is_test = torch.tensor([False, True] * 6)
 
-    def clouds(root, n_points, seed, progress):
+    def clouds(root, n_points, seed, progress, **reading):
         return torch.rand(12, n_points, 3), labels, is_test, classes
 
     monkeypatch.setattr(modelnet, "load_point_clouds", clouds)

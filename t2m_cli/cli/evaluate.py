@@ -209,6 +209,7 @@ def evaluate(
         out = Path(output) if output is not None else None
         if out is not None and out.exists() and not out.is_dir():
             raise UserInputError(f"--output {out} is a file; give a folder.")
+        from t2m_cli.distributed import from_environment, joined
         from t2m_cli.evaluation.protocol import evaluate_run
         from t2m_cli.evaluation.report import aggregate, report_json
         from t2m_cli.runs import latest_run
@@ -220,23 +221,31 @@ def evaluate(
         protocols = comma_list(protocol or ["pairs"])
         baselines = comma_list(baseline or [])
         _check_policies(folders, list(settings or []))
+        # Under torchrun the processes score the pairs in shares; process 0 writes and prints.
+        group = from_environment()
+        if not group.writes:
+            console.set_quiet(True)
         evaluations = []
-        for folder in folders:
-            with console.progress_task(f"evaluate {folder.name}"):
-                evaluations.append(
-                    evaluate_run(
-                        folder,
-                        cache_dir=cache_dir,
-                        checkpoint="best" if checkpoint == "best" else "last",
-                        seed=seed,
-                        protocols=protocols,
-                        baselines=baselines,
-                        overrides=list(settings or []),
-                        values={"eval.draws": draws} if draws is not None else None,
-                        log=console.log,
-                        flags={"eval.draws": "--draws"},
+        with joined(group):
+            for folder in folders:
+                with console.progress_task(f"evaluate {folder.name}"):
+                    evaluations.append(
+                        evaluate_run(
+                            folder,
+                            cache_dir=cache_dir,
+                            checkpoint="best" if checkpoint == "best" else "last",
+                            seed=seed,
+                            protocols=protocols,
+                            baselines=baselines,
+                            overrides=list(settings or []),
+                            values={"eval.draws": draws} if draws is not None else None,
+                            log=console.log,
+                            flags={"eval.draws": "--draws"},
+                            shard=(group.rank, group.world_size),
+                        )
                     )
-                )
+        if not group.writes:
+            return
         figures = aggregate(evaluations)
         if out is not None:
             from t2m_cli.evaluation.output import write_output

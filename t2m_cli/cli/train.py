@@ -143,8 +143,8 @@ def _train_with_progress(
 ) -> None:
     """Run `train_run` (or `resume_run`, or `train_baseline` of the run ``resume``) with a
     progress bar and a log line per epoch."""
+    from t2m_cli.distributed import from_environment
     from t2m_cli.runs import load_run
-    from t2m_cli.training.distributed import from_environment
     from t2m_cli.training.run import resume_run, train_baseline, train_run
 
     # Under torchrun, process 0 speaks for the group; the others print errors only.

@@ -358,7 +358,13 @@ def encode_point_features(
             return None
         return lambda done, total: progress(begin + (end - begin) * done // max(total, 1), 100)
 
-    points, labels, is_test, classes = load_point_clouds(root, n_points, seed, stage(0, 25))
+    from t2m_cli.device import phase_threads
+
+    # Meshes are read by as many processes as there are idle cores (`phase_threads`); the
+    # clouds are kept, so encoding again (other PointNet settings) reads no mesh.
+    points, labels, is_test, classes = load_point_clouds(
+        root, n_points, seed, stage(0, 25), workers=phase_threads(False), cache=True
+    )
     missing = [c for c in split.classes if c not in classes]
     if missing:
         raise DataError(f"Split classes {missing} have no meshes under {root}.")

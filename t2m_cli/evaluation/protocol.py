@@ -60,6 +60,7 @@ def evaluate_run(
     values: Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
     flags: Mapping[str, str] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> RunEvaluation:
     """Evaluate a run's hypernetwork, and any baselines, with the asked protocols.
 
@@ -75,6 +76,9 @@ def evaluate_run(
         log: receives progress messages (e.g. that a baseline is being trained).
         flags: the option that set each key of `values` (``{"eval.draws": "--draws"}``), so
             that a bad value is blamed on it.
+        shard: ``(rank, world_size)`` in a torch.distributed group that the caller joined:
+            the pair protocol scores its chunks in shares (`pair_accuracies`); every process
+            gets the whole evaluation.
 
     Raises:
         UserInputError: for an unknown protocol or baseline, an override outside ``eval``,
@@ -196,6 +200,7 @@ def evaluate_run(
                 pair_parts=TRAINED_VAL_PAIR_PARTS
                 if config.train.val_classes == "train"
                 else PAIR_PARTS,
+                shard=shard,
             )
             evaluation.figures.extend(figures)
             evaluation.details[method] = details
@@ -232,6 +237,7 @@ class Scoring:
         draw_seed: seed of the description draws.
         encoder: embeds texts a protocol makes (attribute descriptions).
         pair_parts: split part -> the rows of its classes the pair protocol scores.
+        shard: ``(rank, world_size)``: the pair protocol's share (`pair_accuracies`).
     """
 
     inducer: Inducer
@@ -242,6 +248,7 @@ class Scoring:
     draw_seed: int
     encoder: TextEncoder
     pair_parts: dict[str, str]
+    shard: tuple[int, int] = (0, 1)
 
 
 @dataclass
@@ -262,11 +269,13 @@ def score_method(
     draw_seed: int,
     encoder: TextEncoder,
     pair_parts: dict[str, str] = PAIR_PARTS,
+    shard: tuple[int, int] = (0, 1),
 ) -> tuple[list[Figure], dict[str, Any]]:
     """Run the asked protocols for one model, each with the same description draws.
 
     ``pair_parts`` says which rows of each part's classes the pair protocol scores
-    (`TRAINED_VAL_PAIR_PARTS` for a run that trained on its validation classes).
+    (`TRAINED_VAL_PAIR_PARTS` for a run that trained on its validation classes); ``shard``
+    is this process's share of its pairs (`pair_accuracies`).
 
     A baseline built for a fixed number of classes (W) takes part only in the protocols that
     ask for that number (`FIXED_K_PROTOCOLS`); the run's own hypernetwork asked for a protocol
@@ -282,7 +291,9 @@ def score_method(
     if method == HYPERNET:
         check_protocols(inducer, protocols)
     fixed = getattr(inducer, "fixed_k", None)
-    scoring = Scoring(inducer, method, bank, dataset, settings, draw_seed, encoder, pair_parts)
+    scoring = Scoring(
+        inducer, method, bank, dataset, settings, draw_seed, encoder, pair_parts, shard
+    )
     figures: list[Figure] = []
     details: dict[str, Any] = {}
     for protocol in protocols:
@@ -327,6 +338,7 @@ def pairs_protocol(s: Scoring) -> ProtocolResult:
                 chunk=s.settings.chunk,
                 max_pairs=s.settings.max_pairs,
                 subset_seed=s.settings.seed,
+                shard=s.shard,
             )
             total = acc.double() if total is None else total + acc.double()
         assert total is not None

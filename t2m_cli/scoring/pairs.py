@@ -190,6 +190,7 @@ def pair_accuracies(
     chunk: int = 256,
     max_pairs: int | None = None,
     subset_seed: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Accuracy of the induced binary classifier of every ordered pair of ``classes``.
 
@@ -212,6 +213,10 @@ def pair_accuracies(
             (the paper's 100 random pairs for SUN); None scores them all.
         subset_seed: seed of that subset, separate from ``generator`` so that every method and
             every draw is scored on the same pairs.
+        shard: ``(rank, world_size)`` of this process in a torch.distributed group: it scores
+            chunks ``rank::world_size`` only, and the group gathers every chunk's figures, so
+            each process returns all of them. Every process draws the descriptions of every
+            chunk, so the figures are the ones one process would give.
 
     Returns:
         pairs (P, 2) dataset labels and acc (P,) float accuracies, P = len(classes) * (len - 1)
@@ -239,35 +244,52 @@ def pair_accuracies(
         picked = torch.randperm(len(local), generator=torch.Generator().manual_seed(subset_seed))
         local = local[picked[:max_pairs].sort().values]
     pairs = labels[local]
-    accs = []
+    rank, world = shard
+    accs: dict[int, torch.Tensor] = {}
     was_training = hypernet.training
     hypernet.eval()
     try:
-        for start in range(0, len(pairs), chunk):
+        for index, start in enumerate(range(0, len(pairs), chunk)):
             pair_chunk = pairs[start : start + chunk]
             local_chunk = local[start : start + chunk]
-            params = hypernet(bank.draw(pair_chunk, generator))
+            texts = bank.draw(pair_chunk, generator)
+            if index % world != rank:
+                continue  # another process's chunk; its draw is taken all the same
+            params = hypernet(texts)
             if linear:
                 correct = correct_linear(params, layout, local_chunk)
             else:
                 correct = correct_generic(hypernet, params, layout, features, local_chunk)
             sizes = layout.counts[local_chunk].sum(1)
-            accs.append(correct.double() / sizes.double())
+            accs[index] = (correct.double() / sizes.double()).float()
     finally:
         hypernet.train(was_training)
-    return pairs, torch.cat(accs).float()
+    if world > 1:
+        import torch.distributed as dist
+
+        shares: list[dict[int, torch.Tensor] | None] = [None] * world
+        dist.all_gather_object(shares, {i: acc.cpu() for i, acc in accs.items()})
+        accs = {i: acc for share in shares for i, acc in (share or {}).items()}
+    return pairs, torch.cat([accs[i] for i in sorted(accs)]).to(device)
 
 
 def validation_pair_accuracy(
-    hypernet: Inducer, bank: Describer, dataset: ZeroShotDataset, seed: int, part: str = "all"
+    hypernet: Inducer,
+    bank: Describer,
+    dataset: ZeroShotDataset,
+    seed: int,
+    part: str = "all",
+    shard: tuple[int, int] = (0, 1),
 ) -> Summary:
     """Mean +- SEM pair accuracy over the validation classes, with draws seeded by ``seed``.
 
     The one score that model selection uses: the trainer's best epoch and every baseline's
     hyperparameters are chosen on it, never on unseen classes. ``part`` is the rows scored
     (see `pair_accuracies`): 'test' when the validation classes' training rows were trained
-    on (``train.val_classes: train``).
+    on (``train.val_classes: train``). ``shard``: as for `pair_accuracies`.
     """
     generator = torch.Generator().manual_seed(seed)
-    _, acc = pair_accuracies(hypernet, bank, dataset, dataset.split.val, part, generator)
+    _, acc = pair_accuracies(
+        hypernet, bank, dataset, dataset.split.val, part, generator, shard=shard
+    )
     return summarize(acc)

@@ -510,8 +510,14 @@ class Trainer:
         trained on (``val_classes == "train"``).
         """
         part = "test" if self.outer.val_classes == "train" else "all"
+        # Under torchrun each process scores its share of the pairs.
         return validation_pair_accuracy(
-            self.hypernet, self.val_bank, self.dataset, self.outer.eval_seed, part
+            self.hypernet,
+            self.val_bank,
+            self.dataset,
+            self.outer.eval_seed,
+            part,
+            shard=(self.rank, self.world_size),
         )
 
     def _epoch_means(

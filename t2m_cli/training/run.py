@@ -17,9 +17,9 @@ from t2m_cli import runs
 from t2m_cli.config import Config, config_to_dict, paper_values, validate_config
 from t2m_cli.data.texts import class_name_text, describer_for, with_policy
 from t2m_cli.device import cpu_threads, phase_threads
+from t2m_cli.distributed import SINGLE, Group, from_environment, from_writer, joined
 from t2m_cli.errors import DataError, T2MError, UserInputError
 from t2m_cli.paths import text_cache_dir
-from t2m_cli.training.distributed import SINGLE, Group, from_environment, from_writer, joined
 
 if TYPE_CHECKING:
     import torch
@@ -43,9 +43,9 @@ def _build_trainer(
     from t2m_cli.data.normalize import FeatureNorm
     from t2m_cli.data.registry import open_dataset, resolve_root
     from t2m_cli.device import fixed_threads, resolve_device
+    from t2m_cli.distributed import process_device
     from t2m_cli.encoders.text import make_text_encoder
     from t2m_cli.models.hypernet import build_hypernet
-    from t2m_cli.training.distributed import process_device
     from t2m_cli.training.inner import InnerSettings
     from t2m_cli.training.loop import OuterSettings, Trainer
     from t2m_cli.training.supersets import SupersetTrainer
@@ -506,7 +506,7 @@ def train_baseline(
 
     Raises:
         UserInputError: ``run_dir`` is not a run, is itself a ``name`` run, the baseline is
-            unknown or already fully trained.
+            unknown or already fully trained, or torchrun started several processes.
         DataError: the text model found under the run's ``text.model`` is not the one the
             run was trained with (`check_trained_model`), or the run's dataset's feature file
             now holds other features than it was trained on (`check_trained_features`).
@@ -516,6 +516,10 @@ def train_baseline(
     from t2m_cli.encoders.dataset import check_trained_features
 
     _check_trained_baseline(name)
+    if from_environment().world_size > 1:
+        raise UserInputError(
+            f"`t2m train --baseline {name}` trains in one process; start it without torchrun."
+        )
     config, _ = runs.load_run(run_dir)
     if config.model.hn_type == name:
         raise UserInputError(
