@@ -170,6 +170,12 @@ def measure(
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _ratios(results: dict, rate: float, what: str) -> None:
+    """Print each chunk size's pairs per second as a multiple of ``rate``."""
+    for chunk, r in results.items():
+        print(f"  chunk {chunk:5d}: x{r['pairs'] / r['seconds'] / rate:.1f} {what}")
+
+
 def mib(kib: int) -> str:
     return f"{kib / 1024:7.0f} MiB"
 
@@ -236,9 +242,7 @@ def main() -> None:
             f"({naive_rate:.0f} pairs/s, peak {mib(naive['peak_kib']).strip()}), "
             f"extrapolated to {total} pairs: {total / naive_rate:.1f} s"
         )
-        for chunk, r in results.items():
-            speed = r["pairs"] / r["seconds"] / naive_rate
-            print(f"  chunk {chunk:5d}: x{speed:.1f} the naive speed")
+        _ratios(results, naive_rate, "the naive speed")
     if args.generic_classes:
         g = measure(args.dim, 256, args.generic_classes, args.threads, generic=True, size=size)
         rate = g["pairs"] / g["seconds"]
@@ -248,9 +252,7 @@ def main() -> None:
             f"{mib(g['peak_kib'] - g['rss_before_kib']).strip()}), extrapolated to {total} "
             f"pairs: {total / rate:.1f} s"
         )
-        for chunk, r in results.items():
-            speed = r["pairs"] / r["seconds"] / rate
-            print(f"  chunk {chunk:5d}: x{speed:.1f} the generic path's speed")
+        _ratios(results, rate, "the generic path's speed")
     for chunk, r in results.items():
         if size != (N_CLASSES, N_ROWS):
             break

@@ -28,12 +28,9 @@ from pathlib import Path
 
 import torch
 
-from t2m_cli.config import TrainConfig, load_config
+from t2m_cli.config import load_config
 from t2m_cli.data.texts import TextBank
 from t2m_cli.encoders.text import HashingEncoder
-from t2m_cli.models.hypernet import build_hypernet
-from t2m_cli.training.inner import InnerSettings
-from t2m_cli.training.loop import OuterSettings, Trainer
 
 HERE = Path(__file__).resolve().parent
 PAPER_LR = 0.005
@@ -51,21 +48,11 @@ def _script(name: str):
 
 def synthetic_curve(epochs: int, per_step: int, lr: float) -> Curve:
     """Train the EV hypernetwork by the update rule on `trainer_speed`'s data."""
-    dataset = _script("trainer_speed").make_dataset()
+    speed = _script("trainer_speed")
+    dataset = speed.make_dataset()
     bank = TextBank.build(dataset.classes, dataset.descriptions, "descriptions", HashingEncoder())
-    torch.manual_seed(0)
-    hypernet = build_hypernet("EV", text_dim=bank.dim, feature_dim=dataset.feature_dim)
-    train = TrainConfig(
-        epochs=epochs,
-        tasks_per_step=per_step,
-        lr=lr,
-        objective="update",
-        classes_per_task_max=None,
-        weight_decay=1e-4,
-        patience=None,
-    )
-    inner, outer = InnerSettings.from_config(train), OuterSettings.from_config(train, eval_seed=0)
-    trainer = Trainer(hypernet, bank, dataset, inner, outer, torch.device("cpu"))
+    device = torch.device("cpu")
+    trainer = speed.update_rule_trainer(dataset, bank, epochs, 100, per_step, lr, device)
     curve: Curve = []
     elapsed = 0.0
     for result in trainer.epochs():
