@@ -53,7 +53,8 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(default=False)
 def demo(session: nox.Session) -> None:
     """The whole pipeline on the embedded `shapes` dataset: download, encode, train, evaluate,
-    induce. Extra arguments are passed to `t2m train` as overrides (e.g. `-- train.epochs=5`)."""
+    induce, then predict held-out meshes of the described classes. Extra arguments are passed
+    to `t2m train` as overrides (e.g. `-- train.epochs=5`)."""
     _install(session)
     began = time.perf_counter()
     config = "examples/shapes.yaml"
@@ -79,6 +80,19 @@ def demo(session: nox.Session) -> None:
         "runs/demo-classifier.safetensors",
         env=OFFLINE,
     )
+    # Held-out meshes of the described classes (unseen in training): their test meshes.
+    listing = session.run(
+        "python",
+        "-c",
+        "from t2m_cli.data.registry import dataset_folder; "
+        "root = dataset_folder('shapes', None, None); "
+        "[print(sorted((root / c / 'test').glob('*.off'))[i]) "
+        "for c in ('rocket', 'donut', 'bench', 'mushroom') for i in (0, 1)]",
+        silent=True,
+        env=OFFLINE,
+    )
+    meshes = [line for line in str(listing).splitlines() if line.endswith(".off")]
+    session.run("t2m", "predict", "runs/demo-classifier.safetensors", *meshes, env=OFFLINE)
     session.log(f"t2m pipeline finished in {time.perf_counter() - began:.0f} s")
 
 

@@ -7,6 +7,8 @@ as metadata, the class names, the feature width and which hypernetwork and text 
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,13 +81,77 @@ def parse_descriptions(text: str, source: str = "descriptions") -> list[tuple[st
     return classes
 
 
+STRUCTURED_SUFFIXES = (".yaml", ".yml", ".json")
+"""Descriptions files read as a mapping, class -> one text or a list of texts."""
+
+
+def parse_class_texts(
+    text: str, source: str = "descriptions", structured: bool = False
+) -> list[tuple[str, list[str]]]:
+    """Parse descriptions: the line format of `parse_descriptions`, or (``structured``) a YAML
+    or JSON mapping from class name to one description or a list of them.
+
+    A class with several descriptions is induced from their mean embedding, the policy t2m
+    evaluates with by default (``eval.descriptions: mean``).
+
+    Args:
+        text: the descriptions.
+        source: how to name them in messages.
+        structured: read ``text`` as YAML (JSON is YAML too).
+
+    Returns:
+        (name, texts) per class, in the order given; at least one text each.
+
+    Raises:
+        DataError: as `parse_descriptions`; for a mapping, also a top level that is not a
+            mapping, a name or description that is not a non-empty string, an empty list,
+            or two names that differ only in case.
+    """
+    if not structured:
+        return [(name, [description]) for name, description in parse_descriptions(text, source)]
+    from t2m_cli.textio import check_strings
+    from t2m_cli.yamlio import parse_yaml
+
+    data = parse_yaml(text.removeprefix("\ufeff"), source, DataError).data
+    if not isinstance(data, dict):
+        raise DataError(
+            f"{source} must map each class name to a description or a list of descriptions "
+            "(name: text), not hold a "
+            f"{type(data).__name__}."
+        )
+    check_strings(data, source, DataError)
+    classes: list[tuple[str, list[str]]] = []
+    seen: dict[str, str] = {}
+    for name, value in data.items():
+        texts = value if isinstance(value, list) else [value]
+        if not isinstance(name, str) or not name.strip():
+            raise DataError(f"{source}: class name {name!r} is not a non-empty string.")
+        if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise DataError(
+                f"{source}: class '{name}' needs a description, or a list of non-empty ones; "
+                f"it has {value!r}."
+            )
+        key = name.strip().casefold()
+        if key in seen:
+            raise DataError(
+                f"{source}: classes '{seen[key]}' and '{name}' differ only in case; each class "
+                "must appear once."
+            )
+        seen[key] = name
+        classes.append((name.strip(), [t.strip() for t in texts]))
+    if len(classes) < 2:
+        raise DataError(f"{source} has {len(classes)} class; a classifier needs at least two.")
+    return classes
+
+
 @dataclass
 class InducedClassifier:
     """A k-way classifier induced from descriptions: linear, or two layers (IVEV, WW).
 
     Attributes:
         class_names: k class names, in logit order.
-        descriptions: the k texts the weights were induced from.
+        descriptions: what each class was induced from: its text, or its list of texts
+            (their mean embedding).
         params: the target's weights without a task dimension: ``weight`` (k, D_in) and
             ``bias`` (k,) for the (last) per-class layer, plus ``hidden.weight`` (H, D) and
             ``hidden.bias`` (H,) for a two-layer target.
@@ -94,7 +160,7 @@ class InducedClassifier:
     """
 
     class_names: list[str]
-    descriptions: list[str]
+    descriptions: list[str | list[str]]
     params: dict[str, torch.Tensor]
     kind: str = "linear"
     info: dict[str, Any] = field(default_factory=dict)
@@ -181,15 +247,18 @@ class InducedClassifier:
 def induce(
     hypernet: Hypernetwork,
     encoder: TextEncoder,
-    classes: list[tuple[str, str]],
+    classes: Sequence[tuple[str, str | Sequence[str]]],
     info: dict[str, Any] | None = None,
 ) -> InducedClassifier:
     """Induce a classifier for described classes.
 
+    A class with several descriptions is induced from the mean of their embeddings (the
+    ``eval.descriptions: mean`` policy); one description is its own embedding.
+
     Args:
-        hypernet: a trained hypernetwork.
+        hypernet: a trained hypernetwork (EV and IVEV take any number of classes).
         encoder: the text encoder it was trained with.
-        classes: (name, description) per class; k >= 2.
+        classes: (name, description or descriptions) per class; k >= 2.
         info: provenance to store with the classifier.
 
     Returns:
@@ -205,7 +274,10 @@ def induce(
         raise DataError("A classifier needs at least two classes.")
     hypernet.check_k(len(classes))
     device = next(hypernet.parameters()).device
-    text = encoder.encode([d for _, d in classes]).to(device)
+    texts = [[d] if isinstance(d, str) else list(d) for _, d in classes]
+    flat = encoder.encode([t for group in texts for t in group])
+    bounds = itertools.pairwise([0, *itertools.accumulate(len(g) for g in texts)])
+    text = torch.stack([flat[a:b].mean(0) for a, b in bounds]).to(device)
     with torch.no_grad():
         params = hypernet.eval()(text.unsqueeze(0))
     bad = [name for name, value in params.items() if not bool(torch.isfinite(value).all())]
@@ -217,7 +289,7 @@ def induce(
         )
     return InducedClassifier(
         class_names=[n for n, _ in classes],
-        descriptions=[d for _, d in classes],
+        descriptions=[g[0] if len(g) == 1 else g for g in texts],
         params={k: v[0].cpu() for k, v in params.items()},
         kind=hypernet.target_kind,
         info={"hn_type": hypernet.hn_type, **(info or {})},
@@ -250,7 +322,7 @@ def _check_features(
 
 def induce_from_run(
     run_dir: Path,
-    classes: list[tuple[str, str]],
+    classes: Sequence[tuple[str, str | Sequence[str]]],
     cache_dir: Path | None = None,
     checkpoint: Checkpoint = "best",
 ) -> InducedClassifier:
@@ -258,7 +330,7 @@ def induce_from_run(
 
     Args:
         run_dir: a run folder.
-        classes: (name, description) per class, in output order.
+        classes: (name, description or descriptions) per class, in output order.
         cache_dir: cache root override (text embeddings; the dataset whose features are
             compared).
         checkpoint: ``best`` (chosen on validation classes) or ``last``.

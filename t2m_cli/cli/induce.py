@@ -45,7 +45,9 @@ def induce(
         typer.Argument(
             help="Descriptions file, one class per line as 'name: description' or a bare "
             "name; '-' reads stdin. A line whose first non-blank character is '#' is a "
-            "comment; a '#' later in a line is part of the name or description."
+            "comment; a '#' later in a line is part of the name or description. A .yaml, "
+            ".yml or .json file (or JSON on stdin) maps each class to a description or a "
+            "list of them; a class with several is induced from their mean embedding."
         ),
     ],
     run: Annotated[
@@ -62,7 +64,7 @@ def induce(
 ) -> None:
     """Induce a classifier for described classes and write it to a safetensors file."""
     with handle_errors(quiet):
-        from t2m_cli.induction import parse_descriptions
+        from t2m_cli.induction import STRUCTURED_SUFFIXES, parse_class_texts
 
         # Bytes on both paths, so stdin and a file meet the same decoding rule.
         path: Path | None = None
@@ -73,7 +75,12 @@ def induce(
             path = Path(descriptions)
             text, source = read_text(path, "Descriptions file"), str(path)
             default_out = path.with_suffix(".t2m.safetensors")
-        classes = parse_descriptions(text, source)
+        structured = (
+            text.lstrip("\ufeff \t\r\n").startswith("{")
+            if path is None
+            else path.suffix.lower() in STRUCTURED_SUFFIXES
+        )
+        classes = parse_class_texts(text, source, structured)
         from t2m_cli.induction import induce_from_run
         from t2m_cli.runs import latest_run
 

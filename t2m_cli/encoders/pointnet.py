@@ -294,6 +294,34 @@ def save_pointnet(path: Path, model: PointNet, meta: dict) -> None:
     save_safetensors(path, dict(model.state_dict()), {"meta": dumps_json(meta)})
 
 
+def load_pointnet(path: Path) -> tuple[PointNet, dict[str, Any]]:
+    """Read a PointNet written by `save_pointnet`, in eval mode, and its metadata (the
+    settings it was trained with: ``n_points``, ``seed``, widths, ...).
+
+    Raises:
+        DataError: the file is missing or damaged, or its weights do not make a PointNet.
+    """
+    import json
+
+    tensors, header = load_safetensors(path, "PointNet extractor", finite=True)
+    try:
+        meta = header.get("meta", header)
+        meta = json.loads(meta) if isinstance(meta, str) else dict(meta)
+        head = tensors["head.4.weight"]
+        model = PointNet(
+            int(head.shape[0]),
+            int(meta.get("global_dim", GLOBAL_DIM)),
+            int(meta.get("feature_dim", FEATURE_DIM)),
+        )
+        model.load_state_dict(tensors)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise DataError(
+            f"{path} does not hold a PointNet t2m can read ({type(exc).__name__}: {exc}); "
+            "build it again with `t2m encode --force`."
+        ) from None
+    return model.eval(), meta
+
+
 def encode_point_features(
     root: Path,
     split: Split,
