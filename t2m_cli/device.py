@@ -75,17 +75,22 @@ def fixed_threads() -> int | None:
     """The thread count ``T2M_THREADS`` fixes, or None when it is unset or empty.
 
     Raises:
-        UserInputError: it is set to anything but a positive integer.
+        UserInputError: it is set to anything but a whole number from 1 to the cores this
+            process may run on (`available_cores`): more threads than cores only wait for
+            each other, and tens of thousands make the thread library itself fail.
     """
     import os
+    import re
 
     fixed = os.environ.get(THREADS_ENV, "").strip()
     if not fixed:
         return None
-    if not fixed.isdigit() or int(fixed) < 1:
+    cores = available_cores()
+    if not re.fullmatch(r"[0-9]+", fixed) or not 1 <= int(fixed) <= cores:
         raise UserInputError(
-            f"{THREADS_ENV}={fixed!r} is not a thread count; set it to a positive integer "
-            "such as 1, or unset it to let t2m choose per phase."
+            f"{THREADS_ENV}={fixed!r} is not a thread count for this machine; set it to a "
+            f"whole number from 1 to {cores} (its cores), or unset it to let t2m choose per "
+            "phase."
         )
     return int(fixed)
 

@@ -74,6 +74,27 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def check_free(folder: Path) -> None:
+    """Refuse a run folder that already holds a run (`new_run` makes it; training calls this
+    first too, so that a taken ``run.name`` is refused before the data and texts load).
+
+    Raises:
+        UserInputError: it holds a run; the message says whether that run has an epoch.
+    """
+    if (folder / RUN_INFO).exists():
+        message = (
+            f"Run folder {folder} already holds a run. Choose another run.name (or delete that "
+            "folder)."
+        )
+        if not has_state(folder):
+            # Nothing to resume; only a hard kill leaves such a folder, or a run still training.
+            message += (
+                " It has no finished epoch: it is still training, or it was stopped before its "
+                "first epoch ended. If it is not running, delete the folder and train again."
+            )
+        raise UserInputError(message)
+
+
 @contextmanager
 def new_run(config: Config, info: dict[str, Any]) -> Iterator[Path]:
     """Create a run folder holding the resolved config and ``run.json``, for the block that
@@ -100,18 +121,7 @@ def new_run(config: Config, info: dict[str, Any]) -> Iterator[Path]:
 
     name = config.run.name or datetime.now().strftime(f"%Y%m%d-%H%M%S-{config.model.hn_type}")
     folder = config.run.dir / name
-    if (folder / RUN_INFO).exists():
-        message = (
-            f"Run folder {folder} already holds a run. Choose another run.name (or delete that "
-            "folder)."
-        )
-        if not has_state(folder):
-            # Nothing to resume; only a hard kill leaves such a folder, or a run still training.
-            message += (
-                " It has no finished epoch: it is still training, or it was stopped before its "
-                "first epoch ended. If it is not running, delete the folder and train again."
-            )
-        raise UserInputError(message)
+    check_free(folder)
     created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -156,3 +156,31 @@ def test_a_baseline_is_refused_under_torchrun_before_anything_is_written(
     assert result.exit_code == 2, result.output
     assert "without torchrun" in result.output
     assert not (run / "baselines").exists()
+
+
+@pytest.mark.parametrize(("rank", "says"), [("0", True), ("1", False)])
+def test_a_mistake_is_said_once_under_torchrun(tiny_root, tmp_path, monkeypatch, rank, says):
+    """Every process meets a bad setting alike; process 0 alone says so, all exit with 2."""
+    from conftest import invoke_train
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    result = invoke_train(tiny_root, tmp_path, "r", "train.epochz=2")
+    assert result.exit_code == 2
+    assert ("epochz" in result.output) is says
+
+
+def test_a_taken_run_name_is_refused_before_the_data_loads(tiny_root, tmp_path, monkeypatch):
+    from conftest import invoke_train
+
+    from t2m_cli.training import run
+
+    made = invoke_train(tiny_root, tmp_path, "r", "text.model=hashing", "train.epochs=1")
+    assert made.exit_code == 0, made.output
+
+    def no_building(*args, **kwargs):
+        raise AssertionError("the data were loaded for a run that cannot be made")
+
+    monkeypatch.setattr(run, "_build_trainer", no_building)
+    again = invoke_train(tiny_root, tmp_path, "r", "text.model=hashing", "train.epochs=1")
+    assert again.exit_code == 2 and "already holds a run" in again.output

@@ -21,13 +21,16 @@ def test_small_steps_take_one_thread_and_large_ones_the_idle_cores(monkeypatch):
 
 
 def test_t2m_threads_fixes_every_phase(monkeypatch):
+    monkeypatch.setattr(device, "available_cores", lambda: 8)
     monkeypatch.setenv(device.THREADS_ENV, "3")
     assert device.phase_threads(small_steps=True) == 3
     assert device.phase_threads(small_steps=False) == 3
 
 
-@pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])
+@pytest.mark.parametrize("value", ["0", "two", "-1", "1.5", "\u00b2", "9", "100000"])
 def test_a_bad_t2m_threads_is_refused_by_name(monkeypatch, value):
+    """Not a whole number (a superscript digit included), or more than the 8 cores."""
+    monkeypatch.setattr(device, "available_cores", lambda: 8)
     monkeypatch.setenv(device.THREADS_ENV, value)
     with pytest.raises(UserInputError, match="T2M_THREADS"):
         device.phase_threads(small_steps=False)

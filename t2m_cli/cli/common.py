@@ -58,16 +58,34 @@ RunsDir = Annotated[
 
 @contextmanager
 def handle_errors(quiet: bool = False) -> Iterator[None]:
-    """Map t2m's expected errors to a message and an exit code (2 user, 1 run time)."""
+    """Map t2m's expected errors to a message and an exit code (2 user, 1 run time).
+
+    Under torchrun every process meets a mistake in the arguments or an interruption alike,
+    and process 0 says so: the others exit with the same code and say nothing. A failure at
+    run time may be a process's own, so each says it, naming its rank.
+    """
     console.set_quiet(quiet)
+    rank = _torchrun_rank()
     try:
         yield
     except T2MError as exc:
-        console.error(str(exc))
+        if rank == 0:
+            console.error(str(exc))
+        elif not isinstance(exc, UserInputError):
+            console.error(f"process {rank}: {exc}")
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        console.error("Interrupted.")
+        if rank == 0:
+            console.error("Interrupted.")
         raise typer.Exit(130) from None
+
+
+def _torchrun_rank() -> int:
+    """This process's rank under torchrun (``RANK``), 0 otherwise or when it is unreadable."""
+    import os
+
+    value = os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "0"
+    return int(value) if value.isascii() and value.isdigit() else 0
 
 
 def split_config_args(args: list[str] | None) -> tuple[Path | None, list[str]]:

@@ -87,7 +87,11 @@ def induce(
         folder = run if run is not None else latest_run(runs_dir)
         target = output or default_out
         _check_output(target, path, folder)
-        with console.progress_task(f"induce {len(classes)} classes"):
+        from t2m_cli.device import cpu_threads, phase_threads
+
+        # Embedding the descriptions is most of the work: threads on the idle cores.
+        threads = cpu_threads(phase_threads(small_steps=False))
+        with threads, console.progress_task(f"induce {len(classes)} classes"):
             classifier = induce_from_run(folder, classes, cache_dir=cache_dir)
         classifier.save(target)
         summary = {

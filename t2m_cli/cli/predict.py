@@ -12,9 +12,19 @@ from t2m_cli import console
 from t2m_cli.atomic import dumps_json
 from t2m_cli.cli.common import CacheDir, JsonOut, Quiet, RunsDir, handle_errors
 
+ClassifierFile = Annotated[Path, typer.Argument(help="A classifier file written by `t2m induce`.")]
+ClassifierRun = Annotated[
+    Path | None,
+    typer.Option(
+        help="The classifier's run folder, whose PointNet reads meshes (default: the run the "
+        "classifier names, under --runs-dir).",
+        show_default=False,
+    ),
+]
+
 
 def predict(
-    classifier: Annotated[Path, typer.Argument(help="A classifier file written by `t2m induce`.")],
+    classifier: ClassifierFile,
     inputs: Annotated[
         list[Path],
         typer.Argument(
@@ -35,14 +45,7 @@ def predict(
             show_default=False,
         ),
     ] = None,
-    run: Annotated[
-        Path | None,
-        typer.Option(
-            help="The classifier's run folder, for meshes (default: the run it names, under "
-            "--runs-dir).",
-            show_default=False,
-        ),
-    ] = None,
+    run: ClassifierRun = None,
     runs_dir: RunsDir = Path("runs"),
     json_out: JsonOut = False,
     cache_dir: CacheDir = None,
@@ -59,12 +62,15 @@ def predict(
             raise UserInputError(f"--top-k must be at least 1, got {top_k}.")
         if csv is not None and csv.is_dir():
             raise UserInputError(f"--csv {csv} is a folder; give a file name.")
+        from t2m_cli.device import cpu_threads, phase_threads
+
+        threads = phase_threads(small_steps=False)  # a bad T2M_THREADS is refused first
         found = collect_inputs(inputs)
         model = InducedClassifier.load(classifier)
         extractor = (
             MeshExtractor.for_classifier(model, runs_dir, run, cache_dir) if found.meshes else None
         )
-        with console.progress_task("predict") as progress:
+        with cpu_threads(threads), console.progress_task("predict") as progress:
             answers = list(predict_items(model, found, top_k, extractor, progress))
         if csv is not None:
             _write_csv(csv, answers)
@@ -112,7 +118,7 @@ def _write_csv(path: Path, answers) -> None:
 
 
 def export(
-    classifier: Annotated[Path, typer.Argument(help="A classifier file written by `t2m induce`.")],
+    classifier: ClassifierFile,
     format: Annotated[
         str, typer.Option("--format", help="Model format; onnx is the one there is.")
     ] = "onnx",
@@ -133,25 +139,20 @@ def export(
             "instead of features.",
         ),
     ] = False,
-    run: Annotated[
-        Path | None,
-        typer.Option(
-            help="The classifier's run folder, for --with-extractor (default: the run it "
-            "names, under --runs-dir).",
-            show_default=False,
-        ),
-    ] = None,
+    run: ClassifierRun = None,
     runs_dir: RunsDir = Path("runs"),
     cache_dir: CacheDir = None,
     quiet: Quiet = False,
 ) -> None:
     """Export a classifier from `t2m induce` as an ONNX model, to run without t2m."""
     with handle_errors(quiet):
+        from t2m_cli.device import fixed_threads
         from t2m_cli.errors import UserInputError
         from t2m_cli.export import export_onnx
         from t2m_cli.induction import InducedClassifier
         from t2m_cli.prediction import MeshExtractor
 
+        fixed_threads()  # a bad T2M_THREADS is refused as by every command
         if format != "onnx":
             raise UserInputError(f"--format {format} is not one t2m writes; use --format onnx.")
         target = output or classifier.with_name(classifier.name.split(".")[0] + ".onnx")

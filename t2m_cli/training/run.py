@@ -157,7 +157,15 @@ def train_run(
             folder is made), or the folder already holds a run.
         T2MError: training failed; a run that finished no epoch leaves no folder behind.
     """
+    if config.run.name is not None:
+        runs.check_free(config.run.dir / config.run.name)  # before the data and texts load
     group = from_environment()
+    if group.world_size > config.train.tasks_per_step and log is not None and group.writes:
+        log(
+            f"train.tasks_per_step={config.train.tasks_per_step} gives each step's tasks to "
+            f"{config.train.tasks_per_step} of the {group.world_size} processes; the others "
+            "wait. Give at least as many tasks a step as processes (and scale train.lr)."
+        )
     with joined(group):
         trainer, norm, encoder = _build_trainer(config, cache_dir, group)
         return _new_run(config, trainer, norm, encoder, on_epoch, log, quiet=quiet)
