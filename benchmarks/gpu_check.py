@@ -147,16 +147,15 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(f"CUDA: not available (torch {torch.__version__}); CPU figures only")
     threads = torch.get_num_threads()
-    print(f"CPU: {threads} threads (one for the paper's rule, as `t2m train` does)")
+    print(f"CPU: {threads} threads (one for one task a step, as `t2m train` does)")
     for rule_name, rule in RULES.items():
         per_step = rule.get("tasks_per_step", args.tasks_per_step)
         tasks = (600 if per_step == 1 else 3000) // scale
         for device in devices:
             for amp in (False, True) if device.type == "cuda" else (False,):
                 if device.type == "cpu":
-                    # As `t2m train` chooses (`phase_threads`): one for the paper's rule.
-                    small = per_step == 1 and rule["objective"] == "update"
-                    torch.set_num_threads(1 if small else threads)
+                    # As `t2m train` chooses (`phase_threads`): one a task a step.
+                    torch.set_num_threads(1 if per_step == 1 else threads)
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
                 speed, syncs = train_speed(dataset, bank, device, rule, tasks, per_step, amp)

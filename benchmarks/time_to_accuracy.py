@@ -90,8 +90,7 @@ def shapes_curve(epochs: int, per_step: int, lr: float, work: Path) -> Curve:
         curve.append((elapsed[0], result.val.mean, result.val.sem or 0.0))
 
     # The thread count `t2m train` would choose for this setting.
-    small = per_step == 1
-    with cpu_threads(phase_threads(small)):
+    with cpu_threads(phase_threads(per_step == 1, adaptive=False)):
         import shutil
 
         shutil.rmtree(config.run.dir / str(config.run.name), ignore_errors=True)

@@ -95,28 +95,33 @@ def fixed_threads() -> int | None:
     return int(fixed)
 
 
-def phase_threads(small_steps: bool) -> int:
+def phase_threads(small_steps: bool, adaptive: bool = True) -> int:
     """The intra-op thread count of a phase of work on the CPU.
 
     - ``T2M_THREADS`` set: that many, for every phase.
-    - Small steps (the paper's rule, one task of some 128 x 512 features a step): 1. Their
-      operations are too small for threads to pay: measured on 2 cores, 200 tasks/s on one
-      thread against 191 on two, and 40 on two when another process keeps one core busy.
-    - Large steps (batched tasks, the induced objective, evaluation, encoding): one per core
-      that no other process keeps busy at the phase's start (`busy_cores`), at least 1.
-      Threads wait for each other at every operation, so one thread on a core another process
-      holds slows all of them: on 2 cores with one busy, the pair protocol ran 1.4x slower on
-      two threads than on one (27x on a larger run), where on an idle machine two are 1.5x
-      faster.
+    - Small steps (one task a step, as the paper's rule and t2m's default training take): 1.
+      Their operations are too small for threads to pay: measured on 2 cores, 200 tasks/s
+      on one thread against 191 on two, and 40 on two when another process keeps one core
+      busy.
+    - Large steps, ``adaptive`` (evaluation, induction, prediction): one per core that no
+      other process keeps busy at the phase's start (`busy_cores`), at least 1. Threads wait
+      for each other at every operation, so one thread on a core another process holds slows
+      all of them: on 2 cores with one busy, the pair protocol ran 3.8x slower on two threads
+      than on one (27x on a larger run), where on an idle machine two are 1.4x faster.
+    - Large steps, not ``adaptive`` (batched training, PointNet): every core. Their results
+      must not depend on the machine's load: a float sum splits differently across another
+      number of threads, and a resumed run must end with the weights of an unbroken one.
 
     Raises:
-        UserInputError: ``T2M_THREADS`` is not a positive integer.
+        UserInputError: ``T2M_THREADS`` is not a thread count (`fixed_threads`).
     """
     fixed = fixed_threads()
     if fixed is not None:
         return fixed
     if small_steps:
         return 1
+    if not adaptive:
+        return available_cores()
     return max(1, available_cores() - busy_cores())
 
 

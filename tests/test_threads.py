@@ -88,3 +88,30 @@ def test_training_runs_the_paper_rule_on_one_thread(tiny_root, tmp_path, monkeyp
     assert result.exit_code == 2, result.output
     assert "T2M_THREADS='0'" in result.output
     assert not (run / "eval.json").exists()
+
+
+def test_training_threads_do_not_depend_on_the_load(monkeypatch):
+    """Batched training takes every core even when some are busy (its weights must not depend
+    on the load); evaluation takes the idle ones."""
+    monkeypatch.delenv(device.THREADS_ENV, raising=False)
+    monkeypatch.setattr(device, "available_cores", lambda: 4)
+    monkeypatch.setattr(device, "busy_cores", lambda: 3)
+    assert device.phase_threads(small_steps=False, adaptive=False) == 4
+    assert device.phase_threads(small_steps=False) == 1
+
+
+def test_training_with_the_default_objective_runs_on_one_thread(tiny_root, tmp_path, monkeypatch):
+    from t2m_cli.training import loop
+
+    monkeypatch.delenv(device.THREADS_ENV, raising=False)
+    seen = []
+    real = loop.Trainer.step
+
+    def step(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(loop.Trainer, "step", step)
+    result = invoke_train(tiny_root, tmp_path, "d", "text.model=hashing", "train.epochs=1")
+    assert result.exit_code == 0, result.output
+    assert set(seen) == {1}

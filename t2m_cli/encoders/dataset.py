@@ -63,8 +63,9 @@ def encode_dataset(
     """
     from t2m_cli.device import cpu_threads, phase_threads
 
-    # PointNet's batches and the text model's are large steps: threads on the idle cores.
-    with cpu_threads(phase_threads(small_steps=False)):
+    # PointNet's batches and the text model's are large steps: every core, whatever the load,
+    # so that features built with fixed epochs do not depend on it (`phase_threads`).
+    with cpu_threads(phase_threads(small_steps=False, adaptive=False)):
         return _encode(config, cache_dir, force, device, progress, log)
 
 

@@ -319,17 +319,18 @@ def _run_epochs(
         **trained_features_facts(trainer.dataset.source),
     }
     began = time.perf_counter()
-    # The paper's rule steps on one task's tiny tensors: one thread (see `phase_threads`).
-    small = config.train.tasks_per_step == 1 and config.train.objective == "update"
+    # One task a step works on tiny tensors: one thread; batched steps take every core,
+    # whatever the load, so that the weights never depend on it (see `phase_threads`).
+    threads = phase_threads(config.train.tasks_per_step == 1, adaptive=False)
     if trainer.rank != 0:
         # Another process of a torchrun group: it trains its share and writes nothing.
-        with cpu_threads(phase_threads(small)):
+        with cpu_threads(threads):
             for _ in trainer.epochs(start):
                 pass
         return folder
     loggers = _loggers(config, folder, quiet, info.get("wandb_id"))
     try:
-        with cpu_threads(phase_threads(small)):
+        with cpu_threads(threads):
             best = _train_epochs(trainer, folder, meta, norm, start, on_epoch, best or {}, loggers)
     except T2MError as exc:
         if not runs.has_state(folder):
