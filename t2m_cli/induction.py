@@ -112,7 +112,19 @@ def parse_class_texts(
     from t2m_cli.textio import check_strings
     from t2m_cli.yamlio import parse_yaml
 
-    data = parse_yaml(text.removeprefix("\ufeff"), source, DataError).data
+    text = text.removeprefix("\ufeff")
+    if text.lstrip().startswith(("{", "[")):
+        import json
+
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{source} is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."
+            ) from None
+    data = parse_yaml(text, source, DataError).data  # also refuses a key given twice
+    if data is None:
+        raise DataError(f"{source} is empty; map each class name to its description(s).")
     if not isinstance(data, dict):
         raise DataError(
             f"{source} must map each class name to a description or a list of descriptions "
@@ -125,7 +137,10 @@ def parse_class_texts(
     for name, value in data.items():
         texts = value if isinstance(value, list) else [value]
         if not isinstance(name, str) or not name.strip():
-            raise DataError(f"{source}: class name {name!r} is not a non-empty string.")
+            raise DataError(
+                f"{source}: class name {name!r} is not a non-empty string. Quote a name that "
+                "YAML reads as another value (yes, no, on, off, null, a number)."
+            )
         if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
             raise DataError(
                 f"{source}: class '{name}' needs a description, or a list of non-empty ones; "
@@ -140,7 +155,8 @@ def parse_class_texts(
         seen[key] = name
         classes.append((name.strip(), [t.strip() for t in texts]))
     if len(classes) < 2:
-        raise DataError(f"{source} has {len(classes)} class; a classifier needs at least two.")
+        found = "no class" if not classes else f"only one class ('{classes[0][0]}')"
+        raise DataError(f"{source} has {found}; a classifier needs at least two.")
     return classes
 
 
@@ -230,6 +246,10 @@ class InducedClassifier:
             DataError: the file is missing, damaged, not a t2m classifier, or holds NaN or
                 infinite weights.
         """
+        path = Path(path)
+        if not path.is_file():
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise DataError(f"Classifier file {path} {what}; give a file `t2m induce` wrote.")
         try:
             params, header = load_safetensors(path, "Classifier file", finite=True)
         except DataError as exc:
@@ -238,10 +258,46 @@ class InducedClassifier:
             ) from None
         if header.pop("format", None) != CLASSIFIER_FORMAT:
             raise DataError(f"{path} is not a t2m classifier file.")
-        names, texts = header.pop("class_names"), header.pop("descriptions")
+        names, texts = header.pop("class_names", None), header.pop("descriptions", None)
         header.pop("feature_dim", None)
         kind = header.pop("target", "linear")
+        problem = _layout_problem(names, texts, params, kind)
+        if problem is not None:
+            raise DataError(
+                f"{path} is not a whole t2m classifier ({problem}); induce it again with "
+                "`t2m induce`."
+            )
         return cls(names, texts, params, kind, header)
+
+
+def _layout_problem(names: Any, texts: Any, params: dict[str, Any], kind: Any) -> str | None:
+    """What makes a loaded classifier's parts disagree, or None when they fit: k names, k
+    descriptions, a (k, D) weight and a (k,) bias (and a hidden layer for a two-layer one)."""
+    if kind not in ("linear", "mlp"):
+        return f"its target '{kind}' is not linear or mlp"
+    needed = ["weight", "bias"] + (["hidden.weight", "hidden.bias"] if kind == "mlp" else [])
+    missing = [n for n in needed if n not in params]
+    if missing:
+        return f"it has no {', '.join(missing)}"
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return "its class names are not a list of names"
+    if not isinstance(texts, list) or len(texts) != len(names):
+        return "its descriptions are not one a class"
+    weight, bias = params["weight"], params["bias"]
+    k = len(names)
+    if weight.ndim != 2 or weight.shape[0] != k or tuple(bias.shape) != (k,):
+        return (
+            f"{k} class names, but weights of shape {tuple(weight.shape)} and {tuple(bias.shape)}"
+        )
+    if kind == "mlp":
+        hidden, hidden_bias = params["hidden.weight"], params["hidden.bias"]
+        if (
+            hidden.ndim != 2
+            or hidden.shape[0] != weight.shape[1]
+            or hidden_bias.shape != (hidden.shape[0],)
+        ):
+            return "its hidden layer does not fit its last layer"
+    return None
 
 
 def induce(
@@ -265,8 +321,9 @@ def induce(
         the classifier, its rows in the order of ``classes``.
 
     Raises:
-        DataError: fewer than two classes, or the hypernetwork's output for these descriptions
-            is not finite (weights too large for them), so no classifier is made.
+        DataError: fewer than two classes, two classes with the same descriptions, or the
+            hypernetwork's output for these descriptions is not finite (weights too large for
+            them), so no classifier is made.
     """
     import torch
 
@@ -275,6 +332,16 @@ def induce(
     hypernet.check_k(len(classes))
     device = next(hypernet.parameters()).device
     texts = [[d] if isinstance(d, str) else list(d) for _, d in classes]
+    same: dict[tuple[str, ...], str] = {}
+    for (name, _), group in zip(classes, texts):
+        key = tuple(sorted(t.strip().casefold() for t in group))
+        if key in same:
+            raise DataError(
+                f"Classes '{same[key]}' and '{name}' have the same descriptions, so their "
+                "classifier rows would be the same and no item could be told apart; describe "
+                "them differently."
+            )
+        same[key] = name
     flat = encoder.encode([t for group in texts for t in group])
     bounds = itertools.pairwise([0, *itertools.accumulate(len(g) for g in texts)])
     text = torch.stack([flat[a:b].mean(0) for a, b in bounds]).to(device)

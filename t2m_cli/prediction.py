@@ -9,6 +9,7 @@ sampling and the PointNet extractor of the dataset the classifier's run was trai
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,13 +182,16 @@ class MeshExtractor:
         runs_dir: Path,
         run: Path | None = None,
         cache_dir: Path | None = None,
+        needed_for: str = "meshes",
     ) -> MeshExtractor:
         """Find the extractor of the run a classifier was induced from.
 
         The run is ``run``, or the folder named by the classifier under ``runs_dir``; its
         dataset's ``features/pointnet_model.safetensors`` is the extractor, provided the
         dataset's features are still the ones the run trained on (the classifier records
-        their digest). ``cache_dir`` overrides the cache root where the dataset lives.
+        their digest). ``cache_dir`` overrides the cache root where the dataset lives;
+        ``needed_for`` says, in messages, what asked for the extractor (``meshes``, or an
+        option such as ``--with-extractor``).
 
         Raises:
             UserInputError: the run, its dataset's extractor or its features are missing, or
@@ -200,16 +204,21 @@ class MeshExtractor:
 
         name = classifier.info.get("run")
         folder = run if run is not None else runs_dir / str(name)
+        instead = (
+            "give feature rows instead of meshes"
+            if needed_for == "meshes"
+            else f"drop {needed_for}"
+        )
         if run is None and not name:
             raise UserInputError(
-                "This classifier names no run, so its mesh extractor cannot be found; give "
-                "feature rows instead, or the run with --run."
+                f"This classifier names no run, so its mesh extractor cannot be found; {instead}, "
+                "or give the run with --run."
             )
         if not runs.is_run(folder):
             raise UserInputError(
-                f"Meshes need the PointNet of the run the classifier was induced from, and "
-                f"{folder} is not a run folder. Give it with --run (or --runs-dir), or give "
-                "feature rows instead of meshes."
+                f"{needed_for.capitalize()} need the PointNet of the run the classifier was "
+                f"induced from, and {folder} is not a run folder. Give it with --run (or "
+                f"--runs-dir), or {instead}."
             )
         config, _ = runs.load_run(folder)
         d = config.dataset
@@ -232,8 +241,10 @@ class MeshExtractor:
         model, meta = load_pointnet(model_file)
         return cls(model, int(meta.get("n_points", 1024)), int(meta.get("seed", 0)))
 
-    def features(self, meshes: Sequence[Path], first: int = 0) -> torch.Tensor:
-        """(len(meshes), D) features of meshes, ``first`` their position among the inputs.
+    def features(self, meshes: Sequence[Path]) -> torch.Tensor:
+        """(len(meshes), D) features of meshes; each mesh's points are drawn from a stream
+        seeded by the extractor's seed and the mesh file's SHA-256, so a mesh always gets the
+        same features.
 
         Raises:
             DataError: a mesh cannot be read or has no surface (the message names it).
@@ -247,7 +258,10 @@ class MeshExtractor:
         clouds = np.empty((len(meshes), self.n_points, 3), dtype=np.float32)
         for i, path in enumerate(meshes):
             vertices, faces = read_off(path)
-            rng = np.random.default_rng([self.seed, first + i])
+            # Seeded by the mesh's own bytes: a mesh gets the same points, and the same
+            # answer, whatever else the call holds.
+            digest = hashlib.sha256(path.read_bytes()).digest()
+            rng = np.random.default_rng([self.seed, int.from_bytes(digest[:8], "little")])
             try:
                 clouds[i] = normalize_points(sample_points(vertices, faces, self.n_points, rng))
             except DataError as exc:
@@ -309,7 +323,7 @@ def predict(
     for start in range(0, len(inputs.meshes), chunk):
         batch = inputs.meshes[start : start + chunk]
         assert extractor is not None
-        features = extractor.features(batch, first=start)
+        features = extractor.features(batch)
         yield from answers([str(p) for p in batch], features)
         done += len(batch)
         if progress is not None:

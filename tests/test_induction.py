@@ -190,3 +190,20 @@ def test_one_call_induces_a_1000_way_classifier_and_w_says_why_not():
     w = build_hypernet("W", text_dim=32, feature_dim=6, hidden=8, k=2)
     with pytest.raises(UserInputError, match=r"exactly 2 classes.*EV or IVEV"):
         induce(w, encoder, classes)
+
+
+def test_two_classes_with_the_same_descriptions_are_refused():
+    hn = EVHypernet(text_dim=16, feature_dim=4, hidden=8)
+    with pytest.raises(DataError, match="same descriptions"):
+        induce(hn, HashingEncoder(16), [("a", "x y"), ("b", "X y "), ("c", "z")])
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [("{bad json", "not valid JSON"), ('["a", "b"]', "must map each class"), ("", "is empty")],
+)
+def test_json_mistakes_are_named_as_json(text, needle):
+    from t2m_cli.induction import parse_class_texts
+
+    with pytest.raises(DataError, match=needle):
+        parse_class_texts(text, "d.json", structured=True)

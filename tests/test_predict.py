@@ -178,3 +178,101 @@ def test_meshes_go_through_the_runs_own_pointnet(tmp_path):
         app, ["predict", str(classifier), str(files[0]), "--runs-dir", str(tmp_path / "nowhere")]
     )
     assert missing.exit_code == 2 and "not a run folder" in " ".join(missing.output.split())
+
+
+def test_top_k_above_the_class_count_shows_every_class_once(tmp_path):
+    classifier = _classifier(tmp_path)
+    np.save(tmp_path / "f.npy", _rows()[:2])
+    result = runner.invoke(
+        app, ["predict", str(classifier), str(tmp_path / "f.npy"), "--top-k", "9"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "probability 3" in result.stdout and "class 4" not in result.stdout
+
+
+def test_many_answers_stream_as_lines_and_json_stays_whole(tmp_path, monkeypatch):
+    import t2m_cli.cli.predict as command
+
+    monkeypatch.setattr(command, "TABLE_ROWS", 3)
+    classifier = _classifier(tmp_path)
+    np.save(tmp_path / "f.npy", _rows())
+    lines = runner.invoke(app, ["predict", str(classifier), str(tmp_path / "f.npy")])
+    assert lines.exit_code == 0, lines.output
+    rows = [line.split("\t") for line in lines.stdout.splitlines()]
+    assert rows[0] == ["item", "class", "probability"]
+    assert [r[1] for r in rows[1:]] == ["cat", "ant", "bee", "cat", "ant"]
+    as_json = runner.invoke(app, ["predict", str(classifier), str(tmp_path / "f.npy"), "--json"])
+    assert [a["top"][0]["class"] for a in json.loads(as_json.stdout)] == [r[1] for r in rows[1:]]
+
+
+def test_a_csv_that_cannot_be_written_is_refused_before_any_work(tmp_path, monkeypatch):
+    from t2m_cli import prediction
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("predicted before checking --csv")
+
+    monkeypatch.setattr(prediction, "predict", no_work)
+    classifier = _classifier(tmp_path)
+    np.save(tmp_path / "f.npy", _rows())
+    (tmp_path / "file").write_text("x")
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(classifier),
+            str(tmp_path / "f.npy"),
+            "--csv",
+            str(tmp_path / "file" / "a.csv"),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert "a.csv" in result.output
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda n, p: (n[:2], p), "2 class names"),
+        (lambda n, p: (n, {"weight": p["weight"]}), "no bias"),
+    ],
+)
+def test_a_classifier_whose_parts_disagree_is_refused(tmp_path, change, expected):
+    from safetensors.torch import load_file, save_file
+
+    from t2m_cli.atomic import dumps_json
+
+    good = InducedClassifier.load(_classifier(tmp_path))
+    names, params = change(good.class_names, load_file(str(tmp_path / "c.t2m.safetensors")))
+    header = {"format": "t2m-classifier/1", "class_names": names, "descriptions": names}
+    bad = tmp_path / "bad.safetensors"
+    save_file(params, str(bad), {"t2m": dumps_json(header)})
+    np.save(tmp_path / "f.npy", _rows())
+    for command in (["predict", str(bad), str(tmp_path / "f.npy")], ["export", str(bad)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert expected in " ".join(result.output.split()) and "Traceback" not in result.output
+
+
+def test_a_missing_classifier_is_named_plainly(tmp_path):
+    np.save(tmp_path / "f.npy", _rows())
+    result = runner.invoke(
+        app, ["predict", str(tmp_path / "none.safetensors"), str(tmp_path / "f.npy")]
+    )
+    assert result.exit_code == 2 and "does not exist" in result.output
+    assert "mean nothing" not in result.output
+
+
+def test_a_mesh_gets_the_same_features_whatever_else_the_call_holds(tmp_path):
+    from t2m_cli.data.meshes import write_off
+    from t2m_cli.encoders.pointnet import PointNet
+    from t2m_cli.prediction import MeshExtractor
+
+    rng = np.random.default_rng(0)
+    faces = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 1], [1, 3, 2]])
+    for name in ("a", "b"):
+        write_off(tmp_path / f"{name}.off", rng.normal(size=(4, 3)), faces)
+    torch.manual_seed(0)
+    extractor = MeshExtractor(PointNet(n_classes=2, global_dim=8, feature_dim=8), 32, seed=0)
+    alone = extractor.features([tmp_path / "a.off"])
+    after = extractor.features([tmp_path / "b.off", tmp_path / "a.off", tmp_path / "a.off"])
+    assert torch.equal(after[1], alone[0]) and torch.equal(after[2], alone[0])

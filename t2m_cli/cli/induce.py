@@ -76,7 +76,7 @@ def induce(
             text, source = read_text(path, "Descriptions file"), str(path)
             default_out = path.with_suffix(".t2m.safetensors")
         structured = (
-            text.lstrip("\ufeff \t\r\n").startswith("{")
+            text.lstrip("\ufeff \t\r\n").startswith(("{", "["))
             if path is None
             else path.suffix.lower() in STRUCTURED_SUFFIXES
         )

@@ -53,9 +53,13 @@ def predict(
 ) -> None:
     """Predict the class of each feature row or mesh with a classifier from `t2m induce`."""
     with handle_errors(quiet):
-        from t2m_cli.errors import UserInputError
+        import csv as csv_module
+        from contextlib import ExitStack
+
+        from t2m_cli.atomic import atomic_path
+        from t2m_cli.errors import RunFailure, UserInputError
         from t2m_cli.induction import InducedClassifier
-        from t2m_cli.prediction import MeshExtractor, collect_inputs
+        from t2m_cli.prediction import MeshExtractor, collect_inputs, prediction_json
         from t2m_cli.prediction import predict as predict_items
 
         if top_k < 1:
@@ -70,17 +74,68 @@ def predict(
         extractor = (
             MeshExtractor.for_classifier(model, runs_dir, run, cache_dir) if found.meshes else None
         )
-        with cpu_threads(threads), console.progress_task("predict") as progress:
-            answers = list(predict_items(model, found, top_k, extractor, progress))
+        shown = min(top_k, len(model.class_names))
+        with ExitStack() as stack:
+            # The CSV is written as the answers come, into a temporary file beside it that
+            # replaces it at the end: a path that cannot be written is refused before any work.
+            rows = None
+            if csv is not None:
+                try:
+                    part = stack.enter_context(atomic_path(csv))
+                    rows = stack.enter_context(part.open("w", encoding="utf-8", newline=""))
+                except (OSError, RunFailure) as exc:
+                    raise UserInputError(f"--csv {csv} cannot be written ({exc}).") from None
+                writer = csv_module.writer(rows, lineterminator="\n")
+                writer.writerow(["item", "rank", "class", "probability"])
+            stack.enter_context(cpu_threads(threads))
+            progress = stack.enter_context(console.progress_task("predict"))
+            table: list = []
+            streamed = json_out
+            count = -1
+            if json_out:
+                console.out.file.write("[")
+            for count, answer in enumerate(predict_items(model, found, top_k, extractor, progress)):
+                if rows is not None:
+                    for rank, (name, p) in enumerate(zip(answer.classes, answer.probabilities), 1):
+                        writer.writerow([answer.item, rank, name, f"{p:.6f}"])
+                if json_out:
+                    text = dumps_json(prediction_json(answer))
+                    console.out.file.write(("," if count else "") + "\n  " + text)
+                elif not streamed and len(table) < TABLE_ROWS:
+                    table.append(answer)
+                else:
+                    # Past TABLE_ROWS answers a table would hold them all in memory and draw
+                    # them at the end: the rest are printed as they come, tab-separated.
+                    if not streamed:
+                        _print_lines(table, shown, header=True)
+                        table, streamed = [], True
+                    _print_lines([answer], shown, header=False)
+            if json_out:
+                console.out.file.write("\n]\n" if count >= 0 else "]\n")
         if csv is not None:
-            _write_csv(csv, answers)
             console.log(f"wrote {csv}")
-        if json_out:
-            from t2m_cli.prediction import prediction_json
+        if not streamed:
+            _render(table, shown)
 
-            console.out.print_json(dumps_json([prediction_json(a) for a in answers]))
-            return
-        _render(answers, top_k)
+
+TABLE_ROWS = 1000
+"""Answers shown as a table; more are printed one line each, as they come."""
+
+
+def _print_lines(answers, shown: int, header: bool) -> None:
+    """Answers as tab-separated lines: item, then class and probability, ``shown`` times."""
+    out = console.out.file
+    if header:
+        columns = ["item"]
+        for rank in range(1, shown + 1):
+            suffix = "" if shown == 1 else f" {rank}"
+            columns += [f"class{suffix}", f"probability{suffix}"]
+        out.write("\t".join(columns) + "\n")
+    for answer in answers:
+        cells = [answer.item]
+        for name, p in zip(answer.classes, answer.probabilities):
+            cells += [name, f"{p:.3f}"]
+        out.write("\t".join(cells) + "\n")
 
 
 def _render(answers, top_k: int) -> None:
@@ -99,22 +154,6 @@ def _render(answers, top_k: int) -> None:
             cells += [name, f"{p:.3f}"]
         table.add_row(*cells)
     console.result(table)
-
-
-def _write_csv(path: Path, answers) -> None:
-    """The answers as CSV (item, rank, class, probability), written atomically."""
-    import csv
-    import io
-
-    from t2m_cli.atomic import write_text
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["item", "rank", "class", "probability"])
-    for answer in answers:
-        for rank, (name, p) in enumerate(zip(answer.classes, answer.probabilities), 1):
-            writer.writerow([answer.item, rank, name, f"{p:.6f}"])
-    write_text(path, buffer.getvalue())
 
 
 def export(
@@ -153,13 +192,17 @@ def export(
         from t2m_cli.prediction import MeshExtractor
 
         fixed_threads()  # a bad T2M_THREADS is refused as by every command
-        if format != "onnx":
+        if format.lower() != "onnx":
             raise UserInputError(f"--format {format} is not one t2m writes; use --format onnx.")
         target = output or classifier.with_name(classifier.name.split(".")[0] + ".onnx")
         if target.resolve() == classifier.resolve():
             raise UserInputError(f"--output {target} is the classifier file itself.")
         model = InducedClassifier.load(classifier)
-        front = MeshExtractor.for_classifier(model, runs_dir, run, cache_dir) if extractor else None
+        front = (
+            MeshExtractor.for_classifier(model, runs_dir, run, cache_dir, "--with-extractor")
+            if extractor
+            else None
+        )
         with console.progress_task("export"):
             export_onnx(model, target, front)
         reads = (
