@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from t2m_cli.errors import DataError, UserInputError
+from t2m_cli.errors import UserInputError
 from t2m_cli.induction import InducedClassifier
 
 if TYPE_CHECKING:
@@ -252,20 +252,16 @@ class MeshExtractor:
         import numpy as np
         import torch
 
-        from t2m_cli.data.meshes import normalize_points, read_off, sample_points
+        from t2m_cli.data.modelnet import sample_cloud
         from t2m_cli.encoders.pointnet import extract_features
 
         clouds = np.empty((len(meshes), self.n_points, 3), dtype=np.float32)
         for i, path in enumerate(meshes):
-            vertices, faces = read_off(path)
             # Seeded by the mesh's own bytes: a mesh gets the same points, and the same
             # answer, whatever else the call holds.
             digest = hashlib.sha256(path.read_bytes()).digest()
             rng = np.random.default_rng([self.seed, int.from_bytes(digest[:8], "little")])
-            try:
-                clouds[i] = normalize_points(sample_points(vertices, faces, self.n_points, rng))
-            except DataError as exc:
-                raise DataError(f"Mesh {path}: {exc}") from None
+            clouds[i] = sample_cloud(path, self.n_points, rng)
         return extract_features(self.model, torch.from_numpy(clouds))
 
 

@@ -119,22 +119,28 @@ _IN_PROCESS_BELOW = 64
 """Fewer meshes than this are read in this process: starting workers would cost more."""
 
 
-def _sample_mesh(job: tuple[int, Path, int, int]) -> tuple[int, np.ndarray]:
-    """Read one mesh and sample its normalised cloud (in a worker process or in this one).
+def sample_cloud(path: Path, n_points: int, rng: np.random.Generator) -> np.ndarray:
+    """Read one mesh and sample a cloud on its surface, centred and scaled into the unit
+    sphere: what `load_point_clouds` does to every mesh, and `t2m predict` to a new one.
 
-    Args:
-        job: (position in the sorted listing, path, points, seed).
+    Returns:
+        (n_points, 3) float points.
 
     Raises:
         DataError: the mesh cannot be read or has no surface; the message names the file.
     """
-    i, path, n_points, seed = job
     vertices, faces = read_off(path)
     try:
-        cloud = sample_points(vertices, faces, n_points, np.random.default_rng([seed, i]))
-        return i, normalize_points(cloud)
+        return normalize_points(sample_points(vertices, faces, n_points, rng))
     except DataError as exc:
         raise DataError(f"Mesh {path}: {exc}") from None
+
+
+def _sample_mesh(job: tuple[int, Path, int, int]) -> tuple[int, np.ndarray]:
+    """`sample_cloud` of mesh ``i`` of a listing, seeded by ``(seed, i)`` (in a worker process
+    or in this one); ``job`` is (i, path, points, seed)."""
+    i, path, n_points, seed = job
+    return i, sample_cloud(path, n_points, np.random.default_rng([seed, i]))
 
 
 def load_point_clouds(
@@ -144,6 +150,7 @@ def load_point_clouds(
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
     cache: bool = False,
+    fingerprint: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Read every mesh of a ModelNet40-style folder and sample a normalised point cloud from it.
 
@@ -160,6 +167,7 @@ def load_point_clouds(
             faces or more); 1 reads them here, as do folders of fewer than 64 meshes.
         cache: keep the clouds in ``<root>/_point_clouds/`` and read them from there while the
             meshes are unchanged (`mesh_fingerprint`): a second `t2m encode` reads no mesh.
+        fingerprint: the meshes' `mesh_fingerprint`, when the caller took it already.
 
     Returns:
         points (N, n_points, 3) float32 in the unit sphere, labels (N,) int64 indexing
@@ -182,7 +190,8 @@ def load_point_clouds(
     labels = torch.tensor([class_index[name] for name, _, _ in meshes], dtype=torch.int64)
     is_test = torch.tensor([part == "test" for _, part, _ in meshes], dtype=torch.bool)
     stored = Path(root) / POINT_CLOUDS_DIR / f"n{n_points}-seed{seed}.safetensors"
-    fingerprint = mesh_fingerprint(root) if cache else ""
+    if cache and fingerprint is None:
+        fingerprint = mesh_fingerprint(root)
     if cache and stored.is_file():
         try:
             tensors, header = load_safetensors(stored, "Point-cloud cache", finite=True)
@@ -216,6 +225,6 @@ def load_point_clouds(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     clouds = torch.from_numpy(points)
-    if cache:
+    if cache and fingerprint is not None:
         save_safetensors(stored, {"points": clouds}, {"meshes": fingerprint})
     return clouds, labels, is_test, classes

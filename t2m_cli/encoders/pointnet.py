@@ -391,7 +391,13 @@ def encode_point_features(
     # Meshes are read by as many processes as there are idle cores (`phase_threads`); the
     # clouds are kept, so encoding again (other PointNet settings) reads no mesh.
     points, labels, is_test, classes = load_point_clouds(
-        root, n_points, seed, stage(0, 25), workers=min(phase_threads(False), 32), cache=True
+        root,
+        n_points,
+        seed,
+        stage(0, 25),
+        workers=min(phase_threads(False), 32),
+        cache=True,
+        fingerprint=meshes,
     )
     missing = [c for c in split.classes if c not in classes]
     if missing:
