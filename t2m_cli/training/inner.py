@@ -416,12 +416,13 @@ def _task_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def hypernet_update(theta0: TargetParams, theta_t: TargetParams) -> TargetParams:
-    """The gradient of the paper's update w.r.t. the emitted weights: ``(theta_0 - theta_T) / T``.
+    """Each task's update of the emitted weights, ``theta_0 - theta_T`` (the pFedHN-style rule,
+    T2M-HN Section 3).
 
-    Back-propagated from theta_0 (``torch.autograd.backward(theta_0, hypernet_update(...))``),
-    it gives the hypernetwork ``(dtheta/dphi)^T (theta_0 - theta_T)`` averaged over the T
-    tasks: the pFedHN-style rule (T2M-HN, Section 3). `hypernet_surrogate` is the same as a
-    scalar loss.
+    Back-propagated from theta_0 and divided by the number of tasks T
+    (``torch.autograd.backward(theta_0, update / T)``), it gives the hypernetwork
+    ``(dtheta/dphi)^T (theta_0 - theta_T)`` averaged over the tasks; `hypernet_surrogate` is
+    the same as a scalar loss. Its norm per task is the update norm training logs.
 
     Args:
         theta0: weights emitted by the hypernetwork, each (T, ...).
@@ -430,8 +431,7 @@ def hypernet_update(theta0: TargetParams, theta_t: TargetParams) -> TargetParams
     Returns:
         Per name, a detached (T, ...) tensor.
     """
-    n_tasks = next(iter(theta0.values())).shape[0]
-    return {k: (theta0[k].detach() - theta_t[k]) / n_tasks for k in theta0}
+    return {k: theta0[k].detach() - theta_t[k] for k in theta0}
 
 
 def hypernet_surrogate(theta0: TargetParams, theta_t: TargetParams) -> torch.Tensor:
@@ -447,4 +447,5 @@ def hypernet_surrogate(theta0: TargetParams, theta_t: TargetParams) -> torch.Ten
         theta_t: weights after the inner loop, same shapes, detached.
     """
     update = hypernet_update(theta0, theta_t)
-    return torch.stack([(theta0[k] * update[k]).sum() for k in theta0]).sum()
+    n_tasks = next(iter(theta0.values())).shape[0]
+    return torch.stack([(theta0[k] * update[k]).sum() for k in theta0]).sum() / n_tasks

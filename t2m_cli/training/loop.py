@@ -369,7 +369,8 @@ class Trainer:
         theta0 = {k: v.to(theta_t[k].dtype) for k, v in theta0.items()}
         update = hypernet_update(theta0, theta_t)
         emitted = list(theta0.values())
-        grads = [update[k] * share for k in theta0]
+        # The mean task update of the whole batch: this process's tasks, each 1 / T of it.
+        grads = [update[k] * (share / len(first_loss)) for k in theta0]
         if objective == "both":
             own = induced_loss(
                 self.hypernet.target, theta0, self.features, rows[mine], y[mine], counts[mine]
@@ -378,9 +379,8 @@ class Trainer:
             grads.append(torch.ones((), device=self.device))
         # The gradient of `hypernet_surrogate` (times the share), without building it.
         torch.autograd.backward(emitted, grads)
-        n_own = len(first_loss)
         sq = torch.stack([update[k].flatten(1).square().sum(1) for k in theta0])
-        return first_loss, sq.sum(0).sqrt() * n_own
+        return first_loss, sq.sum(0).sqrt()
 
     def step(self, tasks: torch.Tensor, where: str = "a step") -> tuple[torch.Tensor, torch.Tensor]:
         """One hypernetwork step from a batch of tasks.
