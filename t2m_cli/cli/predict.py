@@ -122,37 +122,41 @@ TABLE_ROWS = 1000
 """Answers shown as a table; more are printed one line each, as they come."""
 
 
+def _columns(shown: int) -> list[str]:
+    """Column names: item, then class and probability for each of the top ``shown``."""
+    columns = ["item"]
+    for rank in range(1, shown + 1):
+        suffix = "" if shown == 1 else f" {rank}"
+        columns += [f"class{suffix}", f"probability{suffix}"]
+    return columns
+
+
+def _cells(answer) -> list[str]:
+    """One answer's cells, in `_columns` order."""
+    cells = [answer.item]
+    for name, p in zip(answer.classes, answer.probabilities):
+        cells += [name, f"{p:.3f}"]
+    return cells
+
+
 def _print_lines(answers, shown: int, header: bool) -> None:
-    """Answers as tab-separated lines: item, then class and probability, ``shown`` times."""
+    """Answers as tab-separated lines (`_columns`), with the header line first if asked."""
     out = console.out.file
     if header:
-        columns = ["item"]
-        for rank in range(1, shown + 1):
-            suffix = "" if shown == 1 else f" {rank}"
-            columns += [f"class{suffix}", f"probability{suffix}"]
-        out.write("\t".join(columns) + "\n")
+        out.write("\t".join(_columns(shown)) + "\n")
     for answer in answers:
-        cells = [answer.item]
-        for name, p in zip(answer.classes, answer.probabilities):
-            cells += [name, f"{p:.3f}"]
-        out.write("\t".join(cells) + "\n")
+        out.write("\t".join(_cells(answer)) + "\n")
 
 
-def _render(answers, top_k: int) -> None:
-    """A table: item, then class and probability for each of the top ``top_k``."""
+def _render(answers, shown: int) -> None:
+    """The answers as a table (`_columns`)."""
     from rich.table import Table
 
     table = Table()
-    table.add_column("item")
-    for rank in range(1, top_k + 1):
-        suffix = "" if top_k == 1 else f" {rank}"
-        table.add_column(f"class{suffix}")
-        table.add_column(f"probability{suffix}", justify="right")
+    for column in _columns(shown):
+        table.add_column(column, justify="right" if column.startswith("prob") else "left")
     for answer in answers:
-        cells = [answer.item]
-        for name, p in zip(answer.classes, answer.probabilities):
-            cells += [name, f"{p:.3f}"]
-        table.add_row(*cells)
+        table.add_row(*_cells(answer))
     console.result(table)
 
 
