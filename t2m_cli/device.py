@@ -48,9 +48,10 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def busy_cores(samples: int = 5, interval: float = 0.01) -> int:
+def busy_cores(samples: int = 5, interval: float = 0.01, stat: str = "/proc/stat") -> int:
     """Cores that other processes keep busy now: the median over ``samples`` readings,
-    ``interval`` seconds apart, of Linux's runnable-process count, less this process.
+    ``interval`` seconds apart, of Linux's runnable-process count (``procs_running`` in
+    ``stat``), less this process.
 
     Returns:
         0 where the count cannot be read (not Linux).
@@ -61,8 +62,8 @@ def busy_cores(samples: int = 5, interval: float = 0.01) -> int:
     readings = []
     for i in range(samples):
         try:
-            with open("/proc/stat", encoding="ascii") as stat:
-                line = next(x for x in stat if x.startswith("procs_running"))
+            with open(stat, encoding="ascii") as lines:
+                line = next(x for x in lines if x.startswith("procs_running"))
         except (OSError, StopIteration):
             return 0
         readings.append(int(line.split()[1]) - 1)

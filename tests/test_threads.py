@@ -36,8 +36,13 @@ def test_a_bad_t2m_threads_is_refused_by_name(monkeypatch, value):
         device.phase_threads(small_steps=False)
 
 
-def test_busy_cores_reads_a_count_not_below_zero():
-    assert device.busy_cores(samples=2, interval=0) >= 0
+def test_busy_cores_is_the_runnable_count_less_this_process(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  1 2 3\nprocs_running 4\nprocs_blocked 0\n")
+    assert device.busy_cores(samples=3, interval=0, stat=str(stat)) == 3
+    stat.write_text("procs_running 1\n")  # this process alone
+    assert device.busy_cores(samples=1, interval=0, stat=str(stat)) == 0
+    assert device.busy_cores(samples=1, interval=0, stat=str(tmp_path / "none")) == 0
 
 
 def test_a_phase_restores_the_thread_count_before_it():
@@ -55,25 +60,32 @@ def test_training_refuses_a_bad_t2m_threads_before_writing_a_run(tiny_root, tmp_
     assert not (tmp_path / "runs" / "t").exists()
 
 
-def test_training_runs_the_paper_rule_on_one_thread(tiny_root, tmp_path, monkeypatch):
-    """The thread count inside training's epochs: 1 under the paper's rule, and the count
-    before it is back afterwards."""
+def _step_threads(tiny_root, tmp_path, monkeypatch, name, *settings) -> set[int]:
+    """Train a run for an epoch; the thread counts its hypernetwork steps ran on."""
     from t2m_cli.training import loop
 
     monkeypatch.delenv(device.THREADS_ENV, raising=False)
-    seen = []
+    seen = set()
     real = loop.Trainer.step
 
     def step(self, *args, **kwargs):
-        seen.append(torch.get_num_threads())
+        seen.add(torch.get_num_threads())
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(loop.Trainer, "step", step)
-    before = torch.get_num_threads()
-    paper = ["train.objective=update", "train.tasks_per_step=1", "train.epochs=1"]
-    result = invoke_train(tiny_root, tmp_path, "p", "text.model=hashing", *paper)
+    result = invoke_train(
+        tiny_root, tmp_path, name, "text.model=hashing", "train.epochs=1", *settings
+    )
     assert result.exit_code == 0, result.output
-    assert set(seen) == {1}
+    return seen
+
+
+def test_training_runs_the_paper_rule_on_one_thread(tiny_root, tmp_path, monkeypatch):
+    """The thread count inside training's epochs: 1 under the paper's rule, and the count
+    before it is back afterwards."""
+    before = torch.get_num_threads()
+    paper = ["train.objective=update", "train.tasks_per_step=1"]
+    assert _step_threads(tiny_root, tmp_path, monkeypatch, "p", *paper) == {1}
     assert torch.get_num_threads() == before
     # The same run, evaluated with a bad T2M_THREADS: refused before anything is scored.
     from typer.testing import CliRunner
@@ -101,17 +113,11 @@ def test_training_threads_do_not_depend_on_the_load(monkeypatch):
 
 
 def test_training_with_the_default_objective_runs_on_one_thread(tiny_root, tmp_path, monkeypatch):
-    from t2m_cli.training import loop
+    assert _step_threads(tiny_root, tmp_path, monkeypatch, "d") == {1}
 
-    monkeypatch.delenv(device.THREADS_ENV, raising=False)
-    seen = []
-    real = loop.Trainer.step
 
-    def step(self, *args, **kwargs):
-        seen.append(torch.get_num_threads())
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(loop.Trainer, "step", step)
-    result = invoke_train(tiny_root, tmp_path, "d", "text.model=hashing", "train.epochs=1")
-    assert result.exit_code == 0, result.output
-    assert set(seen) == {1}
+def test_batched_training_takes_every_core_however_busy(tiny_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(device, "available_cores", lambda: 2)
+    monkeypatch.setattr(device, "busy_cores", lambda: 1)
+    batched = ["train.tasks_per_step=4", "train.objective=update"]
+    assert _step_threads(tiny_root, tmp_path, monkeypatch, "b", *batched) == {2}
